@@ -1,0 +1,5 @@
+import sys
+
+from mqarbench.cli import main
+
+sys.exit(main())
