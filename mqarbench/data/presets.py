@@ -1,0 +1,93 @@
+"""Presets scale a task: which grid cells it keeps and how many examples each split gets.
+
+They live in ``tasks/presets.yaml`` so a calibration can change them without touching code.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from mqarbench.data.spec import Cell, TaskSpec
+from mqarbench.data.yaml_io import read_yaml, validate
+from mqarbench.errors import UserError
+
+PRESETS: tuple[str, ...] = ("tiny", "small", "paper")
+
+
+class Count(BaseModel):
+    """Examples of one split: ``per_cell``, or a ``total`` shared evenly over the cells."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    per_cell: int | None = Field(None, ge=1)
+    total: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> "Count":
+        if (self.per_cell is None) == (self.total is None):
+            raise ValueError("give exactly one of `per_cell` and `total`")
+        return self
+
+    def per_cells(self, num_cells: int) -> list[int]:
+        if self.per_cell is not None:
+            return [self.per_cell] * num_cells
+        base, extra = divmod(self.total, num_cells)
+        return [base + (i < extra) for i in range(num_cells)]
+
+
+class Preset(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    description: str
+    max_seq_len: int | None = Field(None, ge=4)
+    min_kv_pairs: int = Field(1, ge=1)
+    max_kv_pairs: int | None = Field(None, ge=1)
+    train: Count
+    valid: Count
+    test: Count
+
+    def keeps(self, cell: Cell) -> bool:
+        seq_len, pairs = cell
+        return ((self.max_seq_len is None or seq_len <= self.max_seq_len)
+                and pairs >= self.min_kv_pairs
+                and (self.max_kv_pairs is None or pairs <= self.max_kv_pairs))
+
+
+_PRESETS_ADAPTER = TypeAdapter(dict[str, Preset])
+
+
+def load_presets() -> dict[str, Preset]:
+    from mqarbench.paths import tasks_dir
+
+    path = tasks_dir() / "presets.yaml"
+    presets = validate(_PRESETS_ADAPTER, read_yaml(path), path)
+    if sorted(presets) != sorted(PRESETS):
+        raise UserError(f"{path}: defines presets {sorted(presets)}; expected exactly {list(PRESETS)}")
+    return presets
+
+
+def load_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return load_presets()[name]
+
+
+def resolve(spec: TaskSpec, preset_name: str) -> TaskSpec:
+    """``spec`` with explicit cells and per-cell example counts for ``preset_name``."""
+    if spec.preset is not None:
+        if spec.preset != preset_name:
+            raise UserError(f"task {spec.name} is already resolved at preset {spec.preset}")
+        return spec
+    preset = load_preset(preset_name)
+    cells = [c for c in spec.cells() if preset.keeps(c)]
+    if not cells:
+        raise UserError(f"task {spec.name}: preset {preset_name} keeps none of its grid cells "
+                        f"{spec.cells()}; widen the preset in tasks/presets.yaml")
+    counts = {}
+    for split in spec.splits:
+        count: Count = getattr(preset, split)
+        if count.total is not None and count.total < len(cells):
+            raise UserError(f"tasks/presets.yaml: {preset_name}.{split}.total {count.total} is "
+                            f"fewer than the {len(cells)} cells of task {spec.name}")
+        counts[split] = count.per_cells(len(cells))
+    grid = spec.grid.model_copy(update={"seq_lens": None, "kv_pairs": None, "cells": cells,
+                                        "drop_unfit": False})
+    return spec.model_copy(update={"grid": grid, "preset": preset_name, "counts": counts})
