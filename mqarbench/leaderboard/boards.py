@@ -1,0 +1,161 @@
+"""Group results into boards: one per (preset, task-version set), never ranked across boards.
+
+Within a board each entry's rows are reduced to the reported ones (the learning rate with the
+best validation accuracy of every sweep) and scores are mean ± std over seeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from collections import Counter
+from dataclasses import dataclass
+from functools import cached_property
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mqarbench.leaderboard.sources import Entry
+from mqarbench.results.select import select_best_lr
+
+TaskVersions = dict[str, tuple[int, str]]  # task -> (version, content hash)
+
+
+@dataclass(frozen=True)
+class Score:
+    """A metric over seeds (percent)."""
+
+    values: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if self.n > 1 else 0.0
+
+    def text(self) -> str:
+        return f"{self.mean:.2f}" if self.n == 1 else f"{self.mean:.2f} ± {self.std:.2f} (n={self.n})"
+
+
+@dataclass
+class BoardEntry:
+    entry: Entry
+    rows: pa.Table  # reported rows only: one preset, one task-version set, best learning rates
+    dropped_rows: int = 0  # rows of other versions of a task this entry also ran
+
+    @cached_property
+    def _overall(self) -> list[dict]:
+        return self.rows.filter(pc.equal(self.rows["slice"], "overall")).to_pylist()
+
+    def _first(self, column: str):
+        values = [r[column] for r in self._overall if r[column] is not None]
+        return Counter(values).most_common(1)[0][0] if values else None
+
+    @property
+    def params(self) -> int | None:
+        return self._first("params")
+
+    @property
+    def state_size(self) -> int | None:
+        return self._first("state_size")
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return sorted({(r["train_task"], r["test_task"]) for r in self._overall})
+
+    def score(self, train: str, test: str, metric: str = "query_accuracy") -> Score | None:
+        values = [r[metric] for r in self._overall
+                  if r["train_task"] == train and r["test_task"] == test and r[metric] is not None]
+        return Score(tuple(values)) if values else None
+
+    def cells(self, train: str, test: str) -> dict[tuple[int, int], Score]:
+        """Query accuracy per (seq_len, num_kv_pairs) grid cell, over seeds."""
+        by_cell: dict[tuple[int, int], list[float]] = {}
+        for r in self.rows.filter(pc.equal(self.rows["slice"], "cell")).to_pylist():
+            if r["train_task"] == train and r["test_task"] == test and r["query_accuracy"] is not None:
+                by_cell.setdefault((r["seq_len"], r["num_kv_pairs"]), []).append(r["query_accuracy"])
+        return {cell: Score(tuple(v)) for cell, v in sorted(by_cell.items())}
+
+    def block_shares(self, train: str, test: str) -> list[float] | None:
+        """Share of answers (percent) taken from each block, mean over seeds."""
+        per_seed = [block_share_list(r["block_shares_json"]) for r in self._overall
+                    if r["train_task"] == train and r["test_task"] == test and r["block_shares_json"]]
+        per_seed = [s for s in per_seed if s]
+        if not per_seed or len({len(s) for s in per_seed}) != 1:
+            return None
+        return [statistics.fmean(col) for col in zip(*per_seed)]
+
+
+def block_share_list(text: str) -> list[float]:
+    """``block_shares_json`` (a list, or a mapping block -> share) as percents in block order."""
+    value = json.loads(text)
+    if isinstance(value, dict):
+        value = [value[k] for k in sorted(value, key=lambda k: int(k))]
+    shares = [float(v) for v in value]
+    return [100.0 * v for v in shares] if sum(shares) <= 1.0 + 1e-6 else shares
+
+
+@dataclass
+class Board:
+    preset: str
+    tasks: TaskVersions
+    entries: list[BoardEntry]
+
+    @property
+    def id(self) -> str:
+        digest = hashlib.sha256(json.dumps(sorted(self.tasks.items())).encode()).hexdigest()[:8]
+        return f"{self.preset}-{digest}"
+
+    @property
+    def label(self) -> str:
+        versions = sorted({v for v, _ in self.tasks.values()})
+        return f"preset {self.preset} · task version{'s' if len(versions) > 1 else ''} " + \
+            ", ".join(f"v{v}" for v in versions) + f" · {self.id.split('-')[-1]}"
+
+
+def _task_versions(rows: list[dict]) -> TaskVersions:
+    """The version of each task this entry reports: the newest, then the most used hash."""
+    counts: Counter = Counter()
+    for r in rows:
+        counts[(r["train_task"], r["train_task_version"], r["train_task_hash"])] += 1
+        counts[(r["test_task"], r["test_task_version"], r["test_task_hash"])] += 1
+    chosen: TaskVersions = {}
+    for (task, version, digest), n in sorted(counts.items(), key=lambda kv: (kv[0][1], kv[1])):
+        chosen[task] = (version, digest)  # sorted ascending: the newest, most used wins
+    return chosen
+
+
+def _matches(row: dict, tasks: TaskVersions) -> bool:
+    return (tasks.get(row["train_task"]) == (row["train_task_version"], row["train_task_hash"])
+            and tasks.get(row["test_task"]) == (row["test_task_version"], row["test_task_hash"]))
+
+
+def _compatible(a: TaskVersions, b: TaskVersions) -> bool:
+    return all(b[t] == v for t, v in a.items() if t in b)
+
+
+def build_boards(entries: list[Entry]) -> list[Board]:
+    """Split every entry by preset and task versions and group compatible ones into boards."""
+    boards: list[Board] = []
+    for entry in entries:
+        table = select_best_lr(entry.table)
+        for preset in sorted(set(table["preset"].to_pylist())):
+            rows = table.filter(pc.equal(table["preset"], preset))
+            pylist = rows.to_pylist()
+            tasks = _task_versions(pylist)
+            keep = [_matches(r, tasks) for r in pylist]
+            board_entry = BoardEntry(entry, rows.filter(pa.array(keep, pa.bool_())), keep.count(False))
+            board = next((b for b in boards if b.preset == preset and _compatible(tasks, b.tasks)), None)
+            if board is None:
+                boards.append(Board(preset, dict(tasks), [board_entry]))
+            else:
+                board.tasks.update(tasks)
+                board.entries.append(board_entry)
+    order = {"paper": 0, "small": 1, "tiny": 2}
+    return sorted(boards, key=lambda b: (order.get(b.preset, 3), -len(b.entries), b.id))

@@ -1,0 +1,126 @@
+"""What the current ``tasks/`` expect: task versions and hashes per preset, grid cells, suites.
+
+Everything the leaderboard knows about tasks comes through a ``TaskCatalog``, so validation and
+the site compare submissions against the specs of this checkout (datasets are built once into a
+cache directory; generation is fast).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.compute as pc
+
+TABLES = {
+    "table3": "Main results (Table 3)",
+    "table1": "Positional shortcuts (Table 1)",
+    "table2": "N-gram shortcuts (Table 2)",
+    "fig6a": "Position robustness (Fig. 6a)",
+}
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """A task as the current specs build it at one preset."""
+
+    task: str
+    version: int
+    content_hash: str
+    cells: frozenset[tuple[int, int]]  # (seq_len, num_kv_pairs) of the test split
+
+
+@dataclass(frozen=True)
+class Column:
+    """One cell of a paper table: a model trained on ``train`` and tested on ``test``."""
+
+    table: str
+    name: str
+    train: str
+    test: str
+
+
+def _tests(test: str | list[str]) -> list[str]:
+    return [test] if isinstance(test, str) else list(test)
+
+
+class TaskCatalog:
+    """The task registry of ``mqarbench.data``, with datasets cached under ``data_dir``."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = Path(data_dir)
+        self._refs: dict[tuple[str, str], TaskRef | None] = {}
+
+    def task_names(self) -> list[str]:
+        from mqarbench.data import list_tasks
+
+        return list(list_tasks())
+
+    def suite_names(self) -> list[str]:
+        from mqarbench.data import list_suites
+
+        return list(list_suites())
+
+    def spec(self, task: str) -> dict:
+        from mqarbench.data import load_task
+
+        return load_task(task).model_dump(mode="json")
+
+    def dataset(self, task: str, preset: str):
+        from mqarbench.data import build_dataset, load_task
+
+        return build_dataset(load_task(task), preset, self.data_dir)
+
+    def test_split(self, task: str, preset: str):
+        """The test split of ``task`` at ``preset`` (a pyarrow Table)."""
+        return self.dataset(task, preset).load("test")
+
+    def grid(self, task: str) -> dict[str, dict[tuple[int, int], int]]:
+        """Test examples per (seq_len, num_kv_pairs) cell at each preset."""
+        from mqarbench.data import load_task
+        from mqarbench.data.presets import PRESETS
+
+        spec = load_task(task)
+        out = {}
+        for preset in PRESETS:
+            resolved = spec.at_preset(preset)
+            out[preset] = dict(zip(map(tuple, resolved.grid.cells), resolved.counts["test"]))
+        return out
+
+    def ref(self, task: str, preset: str) -> TaskRef | None:
+        """The expected version, hash and test cells of ``task`` at ``preset``; None if unknown."""
+        key = (task, preset)
+        if key not in self._refs:
+            self._refs[key] = None
+            if task in self.task_names():
+                ds = self.dataset(task, preset)
+                test = ds.load("test").select(["seq_len", "num_kv_pairs"])  # the cells scored
+                cells = set(zip(pc.cast(test["seq_len"], "int64").to_pylist(),
+                                pc.cast(test["num_kv_pairs"], "int64").to_pylist()))
+                self._refs[key] = TaskRef(task, int(ds.version), str(ds.content_hash), frozenset(cells))
+        return self._refs[key]
+
+    def suite_pairs(self, suite: str) -> list[tuple[str, str, str]]:
+        """(experiment name, train task, test task) for every pair a suite requires."""
+        from mqarbench.data import load_suite
+
+        return [(e.name, e.train, t) for e in load_suite(suite).experiments for t in _tests(e.test)]
+
+    def columns(self, table: str) -> list[Column]:
+        """The cells of one paper table, in suite order, each once."""
+        return _columns(self, table)
+
+
+def _columns(catalog: TaskCatalog, table: str) -> list[Column]:
+    from mqarbench.data import load_suite
+
+    seen: dict[tuple[str, str], Column] = {}
+    for suite in catalog.suite_names():
+        for exp in load_suite(suite).experiments:
+            if exp.table != table:
+                continue
+            tests = _tests(exp.test)
+            for test in tests:
+                name = exp.name if len(tests) == 1 else f"{exp.train} → {test}"
+                seen.setdefault((exp.train, test), Column(table, name, exp.train, test))
+    return list(seen.values())
