@@ -149,9 +149,10 @@ def _write_task_pages(site: Path, env, catalog: TaskCatalog, common) -> list[dic
     listed = []
     for task in catalog.task_names():
         spec = catalog.spec(task)
-        example = pick_example(catalog.test_split(task, EXAMPLE_PRESET))
+        dataset = catalog.dataset(task, EXAMPLE_PRESET)
+        example = pick_example(dataset.load("test"))
         shown = {"seq_len": example["seq_len"], "num_kv_pairs": example["num_kv_pairs"],
-                 "tokens": roles(example["input_ids"], example["labels"], spec["vocab_size"])}
+                 "tokens": roles(example, dataset.spec.unit, dataset.spec.vocab_size)}
         html = env.get_template("task.html").render(
             root="../", task=spec, spec=json.dumps(spec, indent=2), grid=_grid(catalog, task),
             example=shown, **common)

@@ -71,10 +71,6 @@ class TaskCatalog:
 
         return build_dataset(load_task(task), preset, self.data_dir)
 
-    def test_split(self, task: str, preset: str):
-        """The test split of ``task`` at ``preset`` (a pyarrow Table)."""
-        return self.dataset(task, preset).load("test")
-
     def grid(self, task: str) -> dict[str, dict[tuple[int, int], int]]:
         """Test examples per (seq_len, num_kv_pairs) cell at each preset."""
         from mqarbench.data import load_task

@@ -1,8 +1,8 @@
 """One example of a task, its tokens marked by role, for the task pages.
 
-Roles are read from the example itself: a key-range token that recurs is a key (a filler never
-equals a key), a token some query must answer is a value, a labelled position is a query, and
-reserved ids are separators. Anything else is filler.
+Roles come from the example's own layout columns (``pair_starts``, ``query_starts``, each a
+slot of ``unit`` tokens) and the token conventions: inside a pair, key ids come from the lower
+half of the vocabulary and value ids from the upper half; a query repeats a key.
 """
 
 from __future__ import annotations
@@ -17,37 +17,29 @@ class Token:
     position: int
     token_id: int
     role: str  # key | value | query | answer-slot | special | filler
-    text: str  # what to show: the id, or the reserved name
+    text: str  # the id, or the reserved token's name
     answer: int | None = None  # the label at this position
 
 
-def roles(input_ids: list[int], labels: list[int], vocab_size: int) -> list[Token]:
-    """Mark every position of one example with its role."""
-    key_lo, key_hi = tokens.key_range(vocab_size)
-    answers = {lab for lab in labels if lab != tokens.IGNORE}
-    counts: dict[int, int] = {}
-    for tok in input_ids:
-        counts[tok] = counts.get(tok, 0) + 1
-    keys = {tok for tok, n in counts.items() if n > 1 and key_lo <= tok < key_hi}
-    seen_key: set[int] = set()
+def roles(example: dict, unit: int, vocab_size: int) -> list[Token]:
+    """Mark every position of one example (a row of a dataset split) with its role."""
+    ids, labels = example["input_ids"], example["labels"]
+    key_hi = tokens.key_range(vocab_size)[1]
+    in_pair = {s + i for s in example["pair_starts"] for i in range(unit)}
+    in_query = {s + i for s in example["query_starts"] for i in range(unit)}
+    keys = {ids[p] for p in in_pair if p < len(ids) and tokens.FIRST_ID <= ids[p] < key_hi}
     out = []
-    for pos, (tok, lab) in enumerate(zip(input_ids, labels)):
-        label = None if lab == tokens.IGNORE else lab
+    for pos, (tok, lab) in enumerate(zip(ids, labels)):
+        answer = None if lab == tokens.IGNORE else lab
         if tok in tokens.RESERVED_NAMES:
-            role = "answer-slot" if label is not None else "special"
-            text = tokens.RESERVED_NAMES[tok]
+            role = "answer-slot" if answer is not None else "special"
+        elif answer is not None or (pos in in_query and tok in keys):
+            role = "query"
+        elif pos in in_pair:
+            role = "key" if tok < key_hi else "value"
         else:
-            text = str(tok)
-            if tok in keys:
-                role = "query" if tok in seen_key else "key"
-                seen_key.add(tok)
-            elif label is not None:
-                role = "query"
-            elif tok in answers:
-                role = "value"
-            else:
-                role = "filler"
-        out.append(Token(pos, tok, role, text, label))
+            role = "filler"
+        out.append(Token(pos, tok, role, tokens.RESERVED_NAMES.get(tok, str(tok)), answer))
     return out
 
 
@@ -56,7 +48,7 @@ def pick_example(table, max_pairs: int = 8) -> dict:
     rows = table.select(["seq_len", "num_kv_pairs"]).to_pylist()
     cells = sorted({(r["seq_len"], r["num_kv_pairs"]) for r in rows})
     shortest = min(c[0] for c in cells)
-    fitting = [c for c in cells if c[0] == shortest and c[1] <= max_pairs] or [c for c in cells if c[0] == shortest]
-    cell = max(fitting, key=lambda c: c[1])
+    at_shortest = [c for c in cells if c[0] == shortest]
+    cell = max([c for c in at_shortest if c[1] <= max_pairs] or at_shortest, key=lambda c: c[1])
     index = rows.index({"seq_len": cell[0], "num_kv_pairs": cell[1]})
     return table.slice(index, 1).to_pylist()[0]
