@@ -61,18 +61,20 @@ def run_rows(catalog: TaskCatalog, model: str, train: str, tests: list[str], *, 
     return rows
 
 
-def suite_runs(catalog: TaskCatalog, suite: str) -> dict[str, list[str]]:
-    """train task -> its test tasks, for every experiment of ``suite``."""
+def suite_runs(catalog: TaskCatalog, suites: tuple[str, ...]) -> dict[str, list[str]]:
+    """train task -> its test tasks, for every experiment of ``suites`` (each run once)."""
     runs: dict[str, list[str]] = {}
-    for _, train, test in catalog.suite_pairs(suite):
-        runs.setdefault(train, []).append(test)
+    for suite in suites:
+        for _, train, test in catalog.suite_pairs(suite):
+            if test not in runs.setdefault(train, []):
+                runs[train].append(test)
     return runs
 
 
-def write_runs(out: Path, catalog: TaskCatalog, model: str, suite: str = "main", *, attention=False,
-               **kwargs) -> Path:
+def write_runs(out: Path, catalog: TaskCatalog, model: str, suites: tuple[str, ...] = ("main",), *,
+               attention=False, **kwargs) -> Path:
     """A runner-like output directory: ``out/runs/<run_id>/results.parquet`` + run.json."""
-    for train, tests in suite_runs(catalog, suite).items():
+    for train, tests in suite_runs(catalog, suites).items():
         rows = run_rows(catalog, model, train, tests, **kwargs)
         run_dir = out / "runs" / rows[0]["run_id"]
         write_results(to_table(rows), run_dir / "results.parquet")
@@ -89,8 +91,7 @@ def write_runs(out: Path, catalog: TaskCatalog, model: str, suite: str = "main",
 def write_submission(root: Path, name: str, catalog: TaskCatalog, model: str, *, suites=("main",),
                      meta: dict | None = None, **kwargs) -> Path:
     sub = root / name
-    for suite in suites:
-        write_runs(sub, catalog, model, suite, **kwargs)
+    write_runs(sub, catalog, model, tuple(suites), **kwargs)
     fields = {"model_name": model, "authors": "A. Author", "link": "https://example.org/paper",
               "adapter_source": "https://example.org/adapter", "preset": kwargs.get("preset", "tiny"),
               "date": "2025-01-01", "suites": list(suites), **(meta or {})}

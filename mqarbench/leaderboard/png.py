@@ -11,6 +11,8 @@ import numpy as np
 _ANCHORS = np.array([[13, 8, 135], [84, 2, 163], [139, 10, 165], [185, 50, 137],
                      [219, 92, 104], [244, 136, 73], [254, 188, 43], [240, 249, 33]], dtype=np.float64)
 
+_FUTURE = np.array([243, 244, 246], dtype=np.uint8)
+
 
 def colourise(values: np.ndarray) -> np.ndarray:
     """Map values in [0, 1] to RGB uint8. (H, W) -> (H, W, 3)"""
@@ -40,4 +42,6 @@ def attention_png(matrix: np.ndarray) -> bytes:
     """
     m = np.abs(np.asarray(matrix, dtype=np.float64))  # (L, L)
     m = m / np.maximum(m.max(axis=1, keepdims=True), 1e-12)
-    return encode_png(colourise(np.sqrt(m)))  # sqrt: faint long-range weights stay visible
+    rgb = colourise(np.sqrt(m))  # sqrt: faint long-range weights stay visible
+    rgb[np.triu_indices(m.shape[0], k=1)] = _FUTURE  # a position never reads ahead: show it blank
+    return encode_png(rgb)
