@@ -1,0 +1,137 @@
+"""Spec, preset and suite loading: the shipped files, and one-line errors for broken ones."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mqarbench.cli import main
+from mqarbench.data import PRESETS, list_suites, list_tasks, load_suite, load_task
+from mqarbench.errors import UserError
+from mqarbench.paths import REPO_ROOT
+
+PAPER_TASKS = {"standard", "last", "shuffle", "k1v1", "k1v2", "k2v2", "k4v8-shuffle", "k2v2-robustness",
+               "position-robustness"}
+
+
+def test_shipped_tasks_and_grids():
+    assert set(list_tasks()) == PAPER_TASKS
+    standard = load_task("standard")
+    cells = standard.cells()
+    assert len(cells) == 26 and (512, 128) in cells and (64, 32) not in cells
+    assert standard.vocab_size == 20_000 and standard.power_a == 0.01 and not standard.filler_may_equal_key
+    assert all(n * 15 <= L // 2 for L, n in load_task("k4v8-shuffle").cells())
+    assert (64, 8) not in load_task("k2v2").cells() and (64, 4) in load_task("k2v2").cells()
+    assert load_task("k2v2-robustness").splits == ("test",)
+    assert load_task("position-robustness").splits == ("test",)
+    assert load_task("k1v1").splits == ("train", "valid", "test")
+
+
+def test_presets_scale_the_grid_and_counts():
+    assert PRESETS == ("tiny", "small", "paper")
+    small = load_task("standard").at_preset("small")
+    assert len(small.grid.cells) == 12
+    assert all(L <= 256 and n >= 4 for L, n in small.grid.cells)
+    assert small.counts["train"] == [3000] * 12 and small.counts["test"] == [100] * 12
+    paper = load_task("last").at_preset("paper")
+    assert len(paper.grid.cells) == 26 and sum(paper.counts["train"]) == 20_000
+    assert max(paper.counts["train"]) - min(paper.counts["train"]) <= 1
+    assert paper.counts["valid"] == [100] * 26
+    tiny = load_task("k2v2").at_preset("tiny")
+    assert all(L <= 128 for L, _ in tiny.grid.cells) and sum(tiny.counts["train"]) < 1000
+    assert "train" not in load_task("position-robustness").at_preset("small").counts
+
+
+def test_suites():
+    assert {"positional", "ngram", "main", "robustness", "all"} <= set(list_suites())
+    main_suite = load_suite("main")
+    assert [e.name for e in main_suite.experiments] == ["Shuffle", "Std-Last", "Std-Shuffle", "K2V2",
+                                                        "K2V2-Robustness", "K4V8-Shuffle"]
+    assert main_suite.tests_for("standard") == ["last", "shuffle"]
+    everything = load_suite("all")
+    pairs = [(e.train, e.test) for e in everything.experiments]
+    assert len(pairs) == len(set(pairs)) == 23
+    parts = {(e.train, e.test) for s in ("positional", "ngram", "main", "robustness")
+             for e in load_suite(s).experiments}
+    assert set(pairs) == parts
+    assert set(everything.train_tasks()) == {"standard", "last", "shuffle", "k1v1", "k1v2", "k2v2", "k4v8-shuffle"}
+    assert {e.table for e in everything.experiments} == {"table1", "table2", "table3", "fig6a"}
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(UserError, match="known tasks: .*standard"):
+        load_task("standrd")
+    with pytest.raises(UserError, match="known suites: .*positional"):
+        load_suite("al")
+
+
+@pytest.fixture
+def tasks_copy(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "tasks"
+    shutil.copytree(REPO_ROOT / "tasks", root)
+    monkeypatch.setenv("MQARBENCH_TASKS_DIR", str(root))
+    return root
+
+
+GOOD = """name: bad
+version: 1
+description: x
+family: positional
+placement: standard
+seed: 1
+grid:
+  seq_lens: [64]
+"""
+
+BROKEN = {
+    "unknown field": (GOOD + "placemnt: last\n", "unknown field `placemnt`"),
+    "unknown nested field": (GOOD + "  max_pairs: 3\n", "unknown field `grid.max_pairs`"),
+    "wrong type": (GOOD.replace("seed: 1", "seed: abc"), "field `seed`"),
+    "bad enum": (GOOD.replace("placement: standard", "placement: middle"), "field `placement`"),
+    "pairs do not fit": (GOOD.replace("seq_lens: [64]", "cells: [[64, 32]]"), "cell (64, 32) does not fit"),
+    "vocab too small": (GOOD + "vocab_size: 20\n", "vocab_size: 20 is too small for cell (64, 16)"),
+    "name mismatch": (GOOD.replace("name: bad", "name: other"), "field `name`"),
+    "unknown family": (GOOD.replace("family: positional", "family: copying"), "field `family`"),
+    "set by preset": (GOOD + "preset: small\n", "field `preset` is set by the preset"),
+    "yaml syntax": (GOOD + "grid: [\n", "not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_bad_spec_is_one_line_naming_file_and_field(case, tasks_copy, capsys):
+    text, expected = BROKEN[case]
+    (tasks_copy / "bad.yaml").write_text(text)
+    assert main(["tasks", "show", "bad"]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert str(tasks_copy / "bad.yaml") in lines[0] and expected in lines[0]
+
+
+def test_good_spec_loads(tasks_copy):
+    (tasks_copy / "bad.yaml").write_text(GOOD)
+    assert load_task("bad").cells() == [(64, 1), (64, 2), (64, 4), (64, 8), (64, 16)]
+
+
+def test_suite_errors(tasks_copy):
+    suites = tasks_copy / "suites"
+    (suites / "x.yaml").write_text("name: x\ndescription: d\nexperiments:\n"
+                                   "  - {name: A, train: position-robustness, test: standard, table: t}\n")
+    with pytest.raises(UserError, match="test only and cannot be a train task"):
+        load_suite("x")
+    (suites / "x.yaml").write_text("name: x\ndescription: d\nexperiments:\n"
+                                   "  - {name: A, train: standard, test: nope, table: t}\n")
+    with pytest.raises(UserError, match=r"x.yaml: experiment 'A' names unknown task 'nope'"):
+        load_suite("x")
+    (suites / "x.yaml").write_text("name: x\ndescription: d\ninclude: [x]\n")
+    with pytest.raises(UserError, match="includes itself"):
+        load_suite("x")
+
+
+def test_bad_preset_file(tasks_copy):
+    text = (tasks_copy / "presets.yaml").read_text().replace("max_seq_len: 128", "max_seq_len: many")
+    (tasks_copy / "presets.yaml").write_text(text)
+    with pytest.raises(UserError, match=r"presets.yaml: field `tiny.max_seq_len`"):
+        load_task("standard").at_preset("tiny")
