@@ -96,6 +96,8 @@ BROKEN = {
     "unknown family": (GOOD.replace("family: positional", "family: copying"), "field `family`"),
     "set by preset": (GOOD + "preset: small\n", "field `preset` is set by the preset"),
     "yaml syntax": (GOOD + "grid: [\n", "not valid YAML"),
+    "missing field": (GOOD.replace("seed: 1\n", ""), "missing required field `seed`"),
+    "missing family": (GOOD.replace("family: positional\n", ""), "missing required field `family`"),
 }
 
 

@@ -43,6 +43,10 @@ def describe_validation_error(err: ValidationError, path: Path) -> str:
     field = ".".join(loc)
     if first["type"] == "extra_forbidden":
         text = f"unknown field `{field}` (misspelt? remove it or see CONTRIBUTING.md for the fields)"
+    elif first["type"] == "missing":
+        text = f"missing required field `{field}`"
+    elif first["type"] == "union_tag_not_found":
+        text = f"missing required field `family` (one of {', '.join(sorted(_FAMILY_TAGS))})"
     else:
         msg = first["msg"].removeprefix("Value error, ")
         text = f"field `{field}`: {msg}" if field else msg
