@@ -228,3 +228,10 @@ def test_rebuild_replaces_the_site_but_never_a_foreign_directory(built, tmp_path
     with pytest.raises(UserError, match="is not a leaderboard site"):
         build_site(sources, tmp_path, catalog=catalog)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_site_with_no_results_says_so(tmp_path, catalog):
+    (tmp_path / "none").mkdir()
+    index = build_site([tmp_path / "none"], tmp_path / "site", catalog=catalog)
+    assert "No results yet" in index.read_text() and _parse(index).errors == []
+    assert (index.parent / "tasks" / "shuffle.html").is_file()

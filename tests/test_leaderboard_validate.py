@@ -151,3 +151,11 @@ def test_unknown_suite_claim(root, catalog):
 def test_corrupt_results_file(root, catalog):
     next((root / "good").rglob("results.parquet")).write_bytes(b"not parquet")
     assert any("not a readable Parquet results file" in p for p in _problems(root, catalog))
+
+
+def test_the_repository_submissions_are_valid(catalog):
+    """What CI checks on every pull request that adds a submission."""
+    from mqarbench.paths import leaderboard_dir
+
+    subs, problems = validate_path(leaderboard_dir() / "submissions", catalog)
+    assert problems == [], "\n".join(problems)
