@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mqarbench.cli import main
-from mqarbench.data import build_dataset, load_task, verify_datasets
+from mqarbench.data import build_dataset, dataset_hash, load_task, verify_datasets
 from mqarbench.data.store import MANIFEST, Dataset, sha256_file
 from mqarbench.errors import UserError
 
@@ -24,6 +24,7 @@ def test_two_builds_give_identical_bytes_and_hash(tmp_path):
     assert a.path.name == b.path.name == f"k2v2-v1-tiny-{a.short_hash}"
     for split in ("train", "valid", "test"):
         assert a.split_path(split).read_bytes() == b.split_path(split).read_bytes()
+    assert dataset_hash("k2v2", "tiny") == a.content_hash, "the in-memory hash is the recorded one"
 
 
 def test_existing_dataset_is_reused(tmp_path):

@@ -51,7 +51,7 @@ def build_cmd(args: argparse.Namespace) -> int:
         ds = build_dataset(spec, args.preset, data_dir)
         how = "reused" if ds.path.name in existing else f"built in {time.perf_counter() - t0:.1f}s"
         rows = ", ".join(f"{s} {n}" for s, n in ds.spec.counts.items() for n in [sum(n)])
-        print(f"{how}: {ds.path}  sha256:{ds.short_hash}  ({len(ds.cells())} cells; {rows})")
+        print(f"{how}: {ds.path}  sha256:{ds.short_hash}  ({len(ds.cells())} cell{'s' * (len(ds.cells()) != 1)}; {rows})")
     print(f"{len(specs)} datasets ready under {data_dir} in {time.perf_counter() - start:.1f}s")
     return 0
 

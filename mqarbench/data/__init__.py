@@ -2,10 +2,10 @@
 
 from mqarbench.data.presets import PRESETS, load_preset
 from mqarbench.data.spec import TaskSpec, list_tasks, load_task
-from mqarbench.data.store import Dataset, build_dataset, verify_datasets
+from mqarbench.data.store import Dataset, build_dataset, dataset_hash, verify_datasets
 from mqarbench.data.suites import Experiment, Suite, list_suites, load_suite
 
 __all__ = [
-    "PRESETS", "Dataset", "Experiment", "Suite", "TaskSpec", "build_dataset", "list_suites",
+    "PRESETS", "Dataset", "Experiment", "Suite", "TaskSpec", "build_dataset", "dataset_hash", "list_suites",
     "list_tasks", "load_preset", "load_suite", "load_task", "verify_datasets",
 ]

@@ -113,6 +113,12 @@ def _find_existing(spec: TaskSpec, data_dir: Path) -> Dataset | None:
     return None
 
 
+def dataset_hash(task: str | TaskSpec, preset: str) -> str:
+    """The content hash ``build_dataset`` records, computed in memory (nothing is written)."""
+    spec = (load_task(task) if isinstance(task, str) else task).at_preset(preset)
+    return content_hash(spec, {split: digest(split_tables(spec, split)) for split in spec.splits})
+
+
 def build_dataset(task: str | TaskSpec, preset: str, data_dir: Path) -> Dataset:
     """Build the dataset of ``task`` at ``preset`` under ``data_dir``, or reuse an identical one."""
     spec = (load_task(task) if isinstance(task, str) else task).at_preset(preset)
