@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -12,7 +11,7 @@ import yaml
 from mqarbench.cli import main
 from mqarbench.leaderboard.validate import validate_path
 from mqarbench.results.store import read_results, to_table, write_results
-from test_leaderboard_fixtures import catalog, run_rows, write_submission  # noqa: F401
+from test_leaderboard_fixtures import catalog, write_submission  # noqa: F401
 
 
 def _problems(path, catalog):

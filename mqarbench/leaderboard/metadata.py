@@ -8,11 +8,11 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mqarbench.data.presets import PRESETS
 from mqarbench.errors import UserError
 from mqarbench.io import write_text_atomic
 
 METADATA_FILE = "metadata.yaml"
-PRESET_NAMES = ("tiny", "small", "paper")
 
 
 class SubmissionMetadata(BaseModel):
@@ -32,8 +32,8 @@ class SubmissionMetadata(BaseModel):
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, value: str) -> str:
-        if value not in PRESET_NAMES:
-            raise ValueError(f"must be one of {', '.join(PRESET_NAMES)}")
+        if value not in PRESETS:
+            raise ValueError(f"must be one of {', '.join(PRESETS)}")
         return value
 
     @field_validator("link")
