@@ -96,11 +96,7 @@ class TaskSpec(BaseModel):
         return 2
 
     def layout(self, seq_len: int, num_kv_pairs: int) -> Layout:
-        half = seq_len // 2
-        if getattr(self, "placement", "standard") == "standard":
-            packed = num_kv_pairs * self.unit
-            return Layout(self.unit, 0, packed, packed, (seq_len - packed) // self.unit)
-        return Layout(self.unit, 0, half, half, half // self.unit)
+        raise NotImplementedError  # each family places its pairs and queries
 
     def context_slots(self, layout: Layout) -> int:
         return layout.context_len // layout.unit
@@ -170,24 +166,31 @@ class TaskSpec(BaseModel):
         return self.model_dump_json(exclude={"description"})
 
 
-class PositionalSpec(TaskSpec):
-    """Single-token keys and values; ``placement`` moves the pairs (paper Sec. 3.2, App. B.2)."""
+class PlacedSpec(TaskSpec):
+    """Families whose pairs are placed by ``placement`` (paper Sec. 3.2, App. B.2)."""
+
+    placement: Literal["standard", "last", "shuffle"] = "standard"
+
+    def layout(self, seq_len: int, num_kv_pairs: int) -> Layout:
+        half, packed = seq_len // 2, num_kv_pairs * self.unit
+        if self.placement == "standard":  # packed at the start, queries anywhere after
+            return Layout(self.unit, 0, packed, packed, (seq_len - packed) // self.unit)
+        if self.placement == "last":  # packed at the end of the first half
+            return Layout(self.unit, half - packed, packed, half, half // self.unit)
+        return Layout(self.unit, 0, half, half, half // self.unit)  # shuffle: slots of the first half
+
+
+class PositionalSpec(PlacedSpec):
+    """Single-token keys and values, a pair is ``k v``; a query is the key alone."""
 
     family: Literal["positional"]
     placement: Literal["standard", "last", "shuffle"]
 
-    def layout(self, seq_len: int, num_kv_pairs: int) -> Layout:
-        if self.placement == "last":  # packed at the end of the first half
-            half, packed = seq_len // 2, num_kv_pairs * self.unit
-            return Layout(self.unit, half - packed, packed, half, half // self.unit)
-        return super().layout(seq_len, num_kv_pairs)
 
-
-class NgramSpec(TaskSpec):
+class NgramSpec(PlacedSpec):
     """A pair is ``SEP k1..kN SEP_KV v1..vM SEP``; queries show MASK for the values (App. B.3)."""
 
     family: Literal["ngram"]
-    placement: Literal["standard", "last", "shuffle"] = "standard"
     num_key_tokens: int = Field(ge=1, le=32)
     num_value_tokens: int = Field(ge=1, le=32)
     shared_last_key_token: bool = False  # every key of an example ends in the same token (App. B.4)
@@ -204,12 +207,6 @@ class NgramSpec(TaskSpec):
     @property
     def unit(self) -> int:
         return 3 + self.num_key_tokens + self.num_value_tokens
-
-    def layout(self, seq_len: int, num_kv_pairs: int) -> Layout:
-        if self.placement == "last":
-            half, packed = seq_len // 2, num_kv_pairs * self.unit
-            return Layout(self.unit, half - packed, packed, half, half // self.unit)
-        return super().layout(seq_len, num_kv_pairs)
 
     def distinct_keys_needed(self, num_kv_pairs: int) -> int:
         if self.shared_last_key_token:
