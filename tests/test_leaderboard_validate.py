@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -145,6 +146,17 @@ def test_unknown_suite_claim(root, catalog):
     meta = yaml.safe_load((root / "good" / "metadata.yaml").read_text())
     (root / "good" / "metadata.yaml").write_text(yaml.safe_dump({**meta, "suites": ["everything"]}))
     assert any("unknown suite 'everything'" in p for p in _problems(root, catalog))
+
+
+def test_attention_maps_must_load_without_pickle_and_fit(tmp_path, catalog):
+    sub = write_submission(tmp_path, "att", catalog, "mamba", attention=True)
+    assert _problems(sub, catalog) == []
+    npz = next(sub.rglob("attention/*.npz"))
+    np.savez(npz, maps=np.zeros((2, 8, 9), np.float16), input_ids=np.zeros(8, np.int32),
+             labels=np.zeros(8, np.int32))
+    assert any("field 'maps': shape (2, 8, 9)" in p for p in _problems(sub, catalog))
+    np.savez(npz, maps=np.array([{"x": 1}], dtype=object))
+    assert any("not a readable attention file" in p for p in _problems(sub, catalog))
 
 
 def test_corrupt_results_file(root, catalog):

@@ -102,8 +102,11 @@ def _attention(site: Path, e: BoardEntry, runs: list[dict]) -> list[dict]:
         if run_dir is None:
             continue
         for npz in sorted((run_dir / "attention").glob("*.npz")):
-            with np.load(npz, allow_pickle=False) as f:
-                maps = f["maps"].astype(np.float32)  # (n_layers, L, L)
+            try:
+                with np.load(npz, allow_pickle=False) as f:
+                    maps = f["maps"].astype(np.float32)  # (n_layers, L, L)
+            except (OSError, ValueError, KeyError) as err:
+                raise UserError(f"{npz}: not a readable attention file ({err}); delete it or re-run") from err
             if maps.ndim != 3 or maps.shape[1] != maps.shape[2]:
                 raise UserError(f"{npz}: 'maps' must have shape (n_layers, L, L), got {maps.shape}")
             rel = f"{slugify(run['run_id'])}-{slugify(npz.stem)}"

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from collections import defaultdict
 from pathlib import Path
+
+import numpy as np
 
 from mqarbench.errors import UserError
 from mqarbench.leaderboard.catalog import TaskCatalog
@@ -148,6 +151,23 @@ def load_rows(sub_dir: Path) -> tuple[dict[Path, list[dict]], list[str]]:
     return loaded, problems
 
 
+def attention_problems(sub_dir: Path) -> list[str]:
+    """Hidden-attention files load without pickle and hold maps (n_layers, L, L) for (L,) tokens."""
+    problems = []
+    for npz in sorted(sub_dir.rglob("attention/*.npz")):
+        try:
+            with np.load(npz, allow_pickle=False) as f:
+                shapes = {k: f[k].shape for k in ("maps", "input_ids", "labels")}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            problems.append(f"{npz}: not a readable attention file with maps, input_ids, labels ({err})")
+            continue
+        maps, ids = shapes["maps"], shapes["input_ids"]
+        if len(maps) != 3 or maps[1] != maps[2] or ids != (maps[1],) or shapes["labels"] != ids:
+            problems.append(f"{npz}: field 'maps': shape {maps} with input_ids {ids} and labels "
+                            f"{shapes['labels']}; expected (n_layers, L, L), (L,), (L,)")
+    return problems
+
+
 def validate_submission(sub_dir: Path, catalog: TaskCatalog,
                         others: dict[str, list[dict]] | None = None) -> list[str]:
     """All problems of one submission directory (empty: valid); ``others``: rows of the other
@@ -173,6 +193,7 @@ def validate_submission(sub_dir: Path, catalog: TaskCatalog,
             problems += cell_problems(f, rows, presets[0], catalog)
     if meta is not None and all_rows:
         problems += suite_problems(meta_path, meta, all_rows, catalog)
+    problems += attention_problems(sub_dir)
     problems += duplicate_problems(sub_dir, all_rows, others or {})
     return problems
 
