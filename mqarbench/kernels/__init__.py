@@ -1,1 +1,73 @@
+"""Kernel dispatch: each op takes a fast library on CUDA and a pure-PyTorch reference elsewhere.
 
+A module that dispatches defines ``kernel_choices(device) -> dict[op, KernelChoice]`` and its
+forward takes exactly that choice, so what the results record is what ran.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+_forced_reference = [False]
+
+
+@dataclass(frozen=True)
+class KernelChoice:
+    """The implementation an op takes on a device."""
+
+    path: str  # e.g. "mamba_ssm.selective_scan_fn", "sdpa", "reference"
+    fast: bool
+    missing: str = ""  # why the fast path is not taken, with the fix
+
+
+def use_reference() -> bool:
+    """True inside ``force_reference()`` or when ``MQARBENCH_KERNELS=reference``."""
+    return _forced_reference[0] or os.environ.get("MQARBENCH_KERNELS") == "reference"
+
+
+@contextmanager
+def force_reference() -> Iterator[None]:
+    """Run every op on its reference path (parity tests)."""
+    before = _forced_reference[0]
+    _forced_reference[0] = True
+    try:
+        yield
+    finally:
+        _forced_reference[0] = before
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    param = next(module.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def kernel_choices(module: torch.nn.Module) -> dict[str, KernelChoice]:
+    """Merge the choices of every dispatching submodule on the module's device."""
+    device = module_device(module)
+    merged: dict[str, KernelChoice] = {}
+    for sub in module.modules():
+        report = getattr(sub, "kernel_choices", None)
+        if callable(report):
+            for op, choice in report(device).items():
+                # Layers may differ (e.g. global selection in some layers); keep the slowest.
+                if op not in merged or (merged[op].fast and not choice.fast):
+                    merged[op] = choice
+    return merged
+
+
+def kernel_paths(module: torch.nn.Module) -> dict[str, str]:
+    """Which implementation each op of ``module`` takes on its current device."""
+    return {op: choice.path for op, choice in sorted(kernel_choices(module).items())}
+
+
+def slow_paths(module: torch.nn.Module) -> list[str]:
+    """Ops that would run a reference path although the module sits on CUDA, with the fix."""
+    if module_device(module).type != "cuda":
+        return []
+    return [f"{op}: {choice.missing or 'reference path forced'}"
+            for op, choice in sorted(kernel_choices(module).items()) if not choice.fast]

@@ -1,0 +1,38 @@
+"""Describe an adapter at a preset without training it: parameters, state size, kernel paths."""
+
+from __future__ import annotations
+
+import torch
+
+from mqarbench.kernels import kernel_choices
+from mqarbench.models.adapter import ModelAdapter, ModelInfo
+
+DEFAULT_VOCAB = 20_000
+DEFAULT_MAX_LEN = 512
+
+
+def count_params(adapter: ModelAdapter, preset: str, vocab_size: int = DEFAULT_VOCAB,
+                 max_len: int = DEFAULT_MAX_LEN) -> int:
+    """Parameter count, built on the meta device so a 150M model allocates nothing."""
+    with torch.device("meta"):
+        module = adapter.build(preset, vocab_size, max_len)
+    return sum(p.numel() for p in module.parameters())
+
+
+def describe(adapter: ModelAdapter, preset: str, vocab_size: int = DEFAULT_VOCAB,
+             max_len: int = DEFAULT_MAX_LEN) -> ModelInfo:
+    return ModelInfo(
+        name=adapter.name,
+        family=adapter.family,
+        params=count_params(adapter, preset, vocab_size, max_len),
+        state_size=adapter.state_size(preset, vocab_size, max_len),
+        config=adapter.config(preset, vocab_size, max_len),
+        citation=adapter.citation,
+    )
+
+
+def available_kernels(adapter: ModelAdapter, device: str) -> dict[str, str]:
+    """Which path each op would take on ``device`` here (a tiny build, moved there)."""
+    module = adapter.build("tiny", 64, 64).to(device)
+    return {op: choice.path + ("" if choice.fast or not choice.missing else f" ({choice.missing})")
+            for op, choice in sorted(kernel_choices(module).items())}
