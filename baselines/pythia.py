@@ -1,0 +1,123 @@
+"""Pythia: GPT-NeoX blocks (rotary on a quarter of each head, attention and MLP in parallel).
+
+Paper preset = the paper's Pythia-133M: Pythia-160M (d 768, 12 heads) cut to 8 layers,
+untied embedding and unembedding as in Pythia. ``tiny``/``small`` tie them so that, at the
+benchmark's vocabularies, every ``small`` model has a similar count (about 2.9M at V = 20,000).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from mqarbench.errors import UserError
+from mqarbench.kernels import KernelChoice
+from mqarbench.kernels.attention import attention_impl
+from mqarbench.models.adapter import ModelAdapter
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(n_layers=2, d_model=64, n_heads=2, tie_embeddings=True),
+    "small": dict(n_layers=2, d_model=128, n_heads=4, tie_embeddings=True),
+    "paper": dict(n_layers=8, d_model=768, n_heads=12, tie_embeddings=False),
+}
+COMMON: dict[str, Any] = dict(rotary_pct=0.25, rotary_base=10_000, mlp_ratio=4)
+
+
+def apply_rotary(x: torch.Tensor, n_rot: int, base: float) -> torch.Tensor:
+    """GPT-NeoX rotary embedding on the first ``n_rot`` channels of each head (rotate-half form)."""
+    length = x.shape[-2]  # x: (B, H, L, Dh)
+    inv_freq = base ** (-torch.arange(0, n_rot, 2, device=x.device, dtype=torch.float32) / n_rot)
+    angles = torch.arange(length, device=x.device, dtype=torch.float32)[:, None] * inv_freq
+    angles = torch.cat([angles, angles], dim=-1)  # (L, n_rot)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    rot, keep = x[..., :n_rot], x[..., n_rot:]
+    first, second = rot.chunk(2, dim=-1)
+    return torch.cat([rot * cos + torch.cat([-second, first], dim=-1) * sin, keep], dim=-1)
+
+
+class NeoXBlock(nn.Module):
+    """x + Attention(LN1(x)) + MLP(LN2(x)): GPT-NeoX's parallel residual."""
+
+    def __init__(self, d_model: int, n_heads: int, rotary_pct: float, rotary_base: float,
+                 mlp_ratio: int) -> None:
+        super().__init__()
+        self.n_heads, self.head_dim = n_heads, d_model // n_heads
+        self.n_rot, self.rotary_base = int(self.head_dim * rotary_pct), rotary_base
+        self.ln_attn, self.ln_mlp = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.attn_out = nn.Linear(d_model, d_model)
+        self.mlp = nn.Sequential(nn.Linear(d_model, mlp_ratio * d_model), nn.GELU(),
+                                 nn.Linear(mlp_ratio * d_model, d_model))
+
+    def kernel_choices(self, device: torch.device) -> dict[str, KernelChoice]:
+        return {"attention": attention_impl(device)[1]}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, d_model = x.shape
+        qkv = self.qkv(self.ln_attn(x)).view(batch, length, 3, self.n_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, L, Dh)
+        q, k = (apply_rotary(t, self.n_rot, self.rotary_base) for t in (q, k))
+        attend, _ = attention_impl(x.device)
+        y = attend(q, k, v).transpose(1, 2).reshape(batch, length, d_model)  # (B, L, D)
+        return x + self.attn_out(y) + self.mlp(self.ln_mlp(x))
+
+
+class PythiaLM(nn.Module):
+    def __init__(self, vocab_size: int, n_layers: int, d_model: int, n_heads: int,
+                 tie_embeddings: bool, rotary_pct: float, rotary_base: float, mlp_ratio: int,
+                 **_: Any) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.blocks = nn.ModuleList(NeoXBlock(d_model, n_heads, rotary_pct, rotary_base, mlp_ratio)
+                                    for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.unembed = nn.Linear(d_model, vocab_size, bias=False)
+        self._init(n_layers)
+        if tie_embeddings:
+            self.unembed.weight = self.embed.weight
+
+    def _init(self, n_layers: int) -> None:
+        """GPT-NeoX style: N(0, 0.02), residual outputs shrunk with depth so activations stay O(1)."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        for block in self.blocks:
+            for out in (block.attn_out, block.mlp[-1]):
+                nn.init.normal_(out.weight, std=0.02 / math.sqrt(2 * n_layers))
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(input_ids)  # (B, L, D)
+        for block in self.blocks:
+            x = block(x)
+        return self.unembed(self.norm(x))  # (B, L, V)
+
+
+def preset_config(name: str, presets: dict[str, dict[str, Any]], common: dict[str, Any],
+                  preset: str, vocab_size: int, max_len: int) -> dict[str, Any]:
+    """The preset's configuration, or one line naming the valid presets."""
+    if preset not in presets:
+        raise UserError(f"model '{name}': unknown preset '{preset}'; choose one of {', '.join(presets)}")
+    return dict(common, **presets[preset], vocab_size=vocab_size, max_len=max_len)
+
+
+class Pythia(ModelAdapter):
+    name = "pythia"
+    family = "attention"
+    citation = ("Biderman et al. 2023, Pythia: A Suite for Analyzing Large Language Models "
+                "Across Training and Scaling (ICML)")
+    PAPER_PARAMS = 133_000_000
+
+    def config(self, preset: str, vocab_size: int, max_len: int) -> dict[str, Any]:
+        return preset_config(self.name, PRESETS, COMMON, preset, vocab_size, max_len)
+
+    def build(self, preset: str, vocab_size: int, max_len: int) -> nn.Module:
+        return PythiaLM(**self.config(preset, vocab_size, max_len))
+
+    def state_size(self, preset: str, vocab_size: int, max_len: int) -> int:
+        """0: attention keeps every past key and value, a cache that grows with L."""
+        return 0
