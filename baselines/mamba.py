@@ -1,0 +1,186 @@
+"""Mamba-1 (Gu and Dao, 2023) language models: plain and with a larger SSM state.
+
+The mixer (per block, d_inner = expand * d_model):
+    in_proj -> x, z;  x -> short causal depthwise conv -> SiLU;  x_proj(x) -> dt, B, C;
+    dt_proj(dt);  selective scan with D skip and SiLU(z) gate;  out_proj.
+On CUDA the plain model takes mamba_ssm's fused ``mamba_inner_fn``; everywhere else (or when a
+subclass changes dt) the unfused path with one dispatched kernel per op.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mqarbench.errors import UserError
+from mqarbench.kernels import KernelChoice
+from mqarbench.kernels.causal_conv import conv_impl
+from mqarbench.kernels.selective_scan import inner_impl, scan_impl
+from mqarbench.models.adapter import PRESETS, ModelAdapter
+
+CITATION = "Gu and Dao (2023), Mamba: Linear-Time Sequence Modeling with Selective State Spaces"
+
+
+class MambaMixer(nn.Module):
+    """The selective SSM mixer: (B, L, d_model) -> (B, L, d_model)."""
+
+    fused = True  # whether this mixer may take the fused mamba_inner_fn on CUDA
+
+    def __init__(self, d_model: int, d_state: int, d_conv: int, expand: int, dt_rank: int):
+        super().__init__()
+        d_inner = expand * d_model
+        self.d_inner, self.d_state, self.dt_rank = d_inner, d_state, dt_rank
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
+        self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1)
+        self.x_proj = nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(dt_rank, d_inner, bias=True)
+        self.out_proj = nn.Linear(d_inner, d_model, bias=False)
+        # S4D-real init: A_n = -n, so channel n forgets at rate n (stored as log for positivity).
+        a = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(a))  # (d_inner, N)
+        self.D = nn.Parameter(torch.ones(d_inner))
+        self._init_dt()
+
+    def _init_dt(self, dt_min: float = 1e-3, dt_max: float = 1e-1) -> None:
+        # Step sizes start log-uniform in [dt_min, dt_max]: the bias is softplus^{-1}(dt).
+        nn.init.uniform_(self.dt_proj.weight, -self.dt_rank**-0.5, self.dt_rank**-0.5)
+        if self.dt_proj.bias.is_meta:
+            return
+        with torch.no_grad():
+            dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min))
+                           + math.log(dt_min))
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+
+    def kernel_choices(self, device: torch.device) -> dict[str, KernelChoice]:
+        inner, inner_choice = inner_impl(device)
+        if self.fused and inner is not None:
+            return {"mamba_inner": inner_choice}
+        return {"causal_conv1d": conv_impl(device)[1], "selective_scan": scan_impl(device)[1]}
+
+    def gate_dt(self, dt: torch.Tensor, x_branch: torch.Tensor) -> torch.Tensor:
+        """Hook for variants that change dt before its bias and softplus; identity here."""
+        return dt
+
+    def ssm_inputs(self, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The scan's inputs for hidden (B, L, d_model): u, dt (pre-bias), A, B, C, z."""
+        xz = self.in_proj(hidden).transpose(1, 2)  # (B, 2E, L)
+        x, z = xz.chunk(2, dim=1)  # (B, E, L) each
+        conv, _ = conv_impl(hidden.device)
+        u = conv(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
+        x_dbl = self.x_proj(u.transpose(1, 2))  # (B, L, R + 2N)
+        dt, b, c = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = (dt @ self.dt_proj.weight.t()).transpose(1, 2)  # (B, E, L), bias added in the scan
+        dt = self.gate_dt(dt, x)
+        return {"u": u, "dt": dt, "A": -torch.exp(self.A_log.float()),
+                "B": b.transpose(1, 2).contiguous(), "C": c.transpose(1, 2).contiguous(),
+                "z": z}
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, L, d_model)
+        inner, _ = inner_impl(hidden.device)
+        if self.fused and inner is not None:
+            xz = self.in_proj(hidden).transpose(1, 2)  # (B, 2E, L)
+            out = inner(xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight,
+                        self.dt_proj.weight, self.out_proj.weight, self.out_proj.bias,
+                        -torch.exp(self.A_log.float()), None, None, self.D.float(),
+                        delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
+            return out  # (B, L, d_model)
+        s = self.ssm_inputs(hidden)
+        scan, _ = scan_impl(hidden.device)
+        y = scan(s["u"].contiguous(), s["dt"].contiguous(), s["A"], s["B"], s["C"],
+                 self.D.float(), s["z"].contiguous(), delta_bias=self.dt_proj.bias.float(),
+                 delta_softplus=True)  # (B, E, L)
+        return self.out_proj(y.transpose(1, 2))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: h + mixer(RMSNorm(h)); the residual stream stays fp32."""
+
+    def __init__(self, d_model: int, mixer: nn.Module):
+        super().__init__()
+        self.norm = nn.RMSNorm(d_model, eps=1e-5)
+        self.mixer = mixer
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden + self.mixer(self.norm(hidden))
+
+
+class MambaLM(nn.Module):
+    """Embedding, blocks, final RMSNorm, LM head tied to the embedding."""
+
+    def __init__(self, vocab_size: int, d_model: int, mixers: list[nn.Module]):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, d_model)
+        self.layers = nn.ModuleList(Block(d_model, m) for m in mixers)
+        self.norm_f = nn.RMSNorm(d_model, eps=1e-5)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+        for block in self.layers:  # keep the residual stream's variance flat in depth
+            with torch.no_grad():
+                block.mixer.out_proj.weight.div_(math.sqrt(len(mixers)))
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, V)
+        hidden = self.embedding(input_ids)  # (B, L, d_model)
+        for block in self.layers:
+            hidden = block(hidden)
+        return F.linear(self.norm_f(hidden), self.embedding.weight)
+
+
+SIZES = {  # preset -> (n_layers, d_model)
+    "tiny": (2, 64),
+    "small": (2, 128),
+    "paper": (24, 768),
+}
+
+
+class Mamba(ModelAdapter):
+    """Mamba-130M at preset paper (d 768, 24 layers, d_state 16, d_conv 4, expand 2)."""
+
+    name: ClassVar[str] = "mamba"
+    family: ClassVar[str] = "ssm"
+    citation: ClassVar[str] = CITATION
+    PAPER_PARAMS: ClassVar[float] = 129e6
+    d_state: ClassVar[int] = 16
+
+    def config(self, preset: str, vocab_size: int, max_len: int) -> dict[str, Any]:
+        if preset not in SIZES:
+            raise UserError(f"preset {preset!r} unknown for {self.name}: use one of {PRESETS}")
+        n_layers, d_model = SIZES[preset]
+        return {"model": self.name, "preset": preset, "vocab_size": vocab_size,
+                "max_len": max_len, "n_layers": n_layers, "d_model": d_model,
+                "d_state": self.d_state, "d_conv": 4, "expand": 2,
+                "dt_rank": math.ceil(d_model / 16), "norm": "rmsnorm", "tied_head": True}
+
+    def mixer(self, cfg: dict[str, Any], layer: int) -> nn.Module:
+        return MambaMixer(cfg["d_model"], cfg["d_state"], cfg["d_conv"], cfg["expand"],
+                          cfg["dt_rank"])
+
+    def build(self, preset: str, vocab_size: int, max_len: int) -> nn.Module:
+        cfg = self.config(preset, vocab_size, max_len)
+        mixers = [self.mixer(cfg, i) for i in range(cfg["n_layers"])]
+        return MambaLM(vocab_size, cfg["d_model"], mixers)
+
+    def state_size(self, preset: str, vocab_size: int, max_len: int) -> int:
+        """SSM state (d_inner x d_state) plus the short conv's window (d_inner x (d_conv - 1))
+        per layer: both must be carried to continue a sequence token by token."""
+        cfg = self.config(preset, vocab_size, max_len)
+        d_inner = cfg["expand"] * cfg["d_model"]
+        return cfg["n_layers"] * d_inner * (cfg["d_state"] + cfg["d_conv"] - 1)
+
+
+class Mamba2xState(Mamba):
+    """Mamba with twice the SSM state (d_state 32)."""
+
+    name: ClassVar[str] = "mamba_2x_state"
+    PAPER_PARAMS: ClassVar[float] = 130e6
+    d_state: ClassVar[int] = 32
+
+
+class Mamba4xState(Mamba):
+    """Mamba with four times the SSM state (d_state 64)."""
+
+    name: ClassVar[str] = "mamba_4x_state"
+    PAPER_PARAMS: ClassVar[float] = 134e6
+    d_state: ClassVar[int] = 64

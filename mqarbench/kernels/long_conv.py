@@ -1,0 +1,36 @@
+"""Depthwise causal long convolution (Global Selection): FFT in fp32, direct conv as reference.
+
+x (B, D, L), kernel (D, K): out_t = sum_{j<K} kernel[:, j] * x_{t-j}.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from mqarbench.kernels import KernelChoice, use_reference
+
+
+def long_conv_direct(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """O(L K) direct form: F.conv1d is a cross-correlation, hence the flipped kernel."""
+    dim, width = kernel.shape
+    padded = F.pad(x, (width - 1, 0))
+    return F.conv1d(padded, kernel.flip(-1)[:, None, :], groups=dim)  # (B, D, L)
+
+
+def long_conv_fft(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """O(L log L) by FFT in fp32; the transform length >= L + K - 1 keeps the product linear,
+    not circular, so the first L outputs are exactly the causal convolution."""
+    length, width = x.shape[-1], kernel.shape[-1]
+    n_fft = 1 << (length + width - 2).bit_length()  # next power of two >= L + K - 1
+    spectrum = torch.fft.rfft(x.float(), n=n_fft) * torch.fft.rfft(kernel.float(), n=n_fft)
+    return torch.fft.irfft(spectrum, n=n_fft)[..., :length].to(x.dtype)  # (B, D, L)
+
+
+def long_conv_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
+    """FFT on every device (it is also the faster CPU path); the direct form when forced."""
+    if use_reference():
+        return long_conv_direct, KernelChoice("reference.long_conv_direct", False)
+    return long_conv_fft, KernelChoice("torch.fft.long_conv_fft", True)

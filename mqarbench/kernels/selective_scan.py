@@ -1,0 +1,103 @@
+"""Selective scan (Mamba's S6 recurrence): the mamba_ssm CUDA kernel and exact PyTorch references.
+
+Shapes follow mamba_ssm: u, delta, z (B, D, L); A (D, N); B, C (B, N, L); D (D,).
+    h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t,  y_t = C_t . h_t + D u_t,  out = y * silu(z)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from mqarbench.kernels import KernelChoice, use_reference
+
+try:  # the compiled extension is missing on CPU machines; importing mamba_ssm then raises
+    from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn, selective_scan_fn
+except Exception as err:  # noqa: BLE001 - any import failure means "no fast path"
+    mamba_inner_fn = selective_scan_fn = None
+    _MISSING = f"mamba_ssm not importable ({type(err).__name__}; pip install mamba-ssm)"
+else:
+    _MISSING = ""
+
+CHUNK = 8  # steps per chunk: work grows with CHUNK, Python overhead with L / CHUNK; 8 was fastest
+# on a 2-core CPU for (B 4-16, d_inner 128-256, L 64-256), 2-4x faster than 16 or 32
+
+
+def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
+    """Copies in fp32 (fp64 kept), the discretised delta, and log-decays delta*A (B, D, N, L)."""
+    work = torch.promote_types(u.dtype, torch.float32)
+    u, delta, A, B, C = (t.to(work) for t in (u, delta, A, B, C))
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(work)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    log_decay = torch.einsum("bdl,dn->bdnl", delta, A)  # (B, D, N, L), <= 0
+    return u, delta, B, C, log_decay
+
+
+def _finish(y, u, D, z, dtype):
+    if D is not None:
+        y = y + u * D.to(u.dtype)[:, None]
+    if z is not None:
+        y = y * F.silu(z.to(u.dtype))
+    return y.to(dtype)
+
+
+def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """The recurrence as written: a sequential loop over L (the test oracle; slow)."""
+    dtype = u.dtype
+    u, delta, B, C, log_decay = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+    batch, dim, n_state, length = log_decay.shape
+    h = u.new_zeros(batch, dim, n_state)  # (B, D, N)
+    ys = []
+    for t in range(length):
+        drive = (delta[:, :, t] * u[:, :, t])[:, :, None] * B[:, None, :, t]  # (B, D, N)
+        h = torch.exp(log_decay[..., t]) * h + drive
+        ys.append(torch.einsum("bdn,bn->bd", h, C[:, :, t]))
+    return _finish(torch.stack(ys, dim=-1), u, D, z, dtype)
+
+
+def selective_scan_chunked(
+    u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, chunk: int = CHUNK
+):
+    """The same recurrence, exact, parallel within chunks of ``chunk`` steps.
+
+    Inside a chunk with cumulative log-decay c_t, h_t = exp(c_t) h_0 + sum_{s<=t} exp(c_t - c_s)
+    delta_s B_s u_s. Differences c_t - c_s (s <= t) are <= 0, so no exp overflows, unlike the
+    exp(c_t) * cumsum(exp(-c_s) ...) shortcut, which overflows for strongly decaying channels.
+    """
+    dtype = u.dtype
+    u, delta, B, C, log_decay = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+    batch, dim, n_state, length = log_decay.shape
+    h = u.new_zeros(batch, dim, n_state)  # (B, D, N)
+    ys = []
+    for start in range(0, length, chunk):
+        sl = slice(start, min(start + chunk, length))
+        cum = log_decay[..., sl].cumsum(-1)  # (B, D, N, T)
+        steps = cum.shape[-1]
+        causal = torch.ones(steps, steps, dtype=torch.bool, device=u.device).tril()
+        gap = (cum[..., :, None] - cum[..., None, :]).masked_fill(~causal, float("-inf"))
+        drive = (delta[:, :, sl] * u[:, :, sl])[:, :, None, :] * B[:, None, :, sl]  # (B, D, N, T)
+        states = torch.einsum("bdnts,bdns->bdnt", gap.exp(), drive)
+        states = states + cum.exp() * h[..., None]  # (B, D, N, T)
+        ys.append(torch.einsum("bdnt,bnt->bdt", states, C[:, :, sl]))
+        h = states[..., -1]
+    return _finish(torch.cat(ys, dim=-1), u, D, z, dtype)
+
+
+def scan_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
+    """The selective scan taken on ``device``."""
+    if device.type == "cuda" and not use_reference() and selective_scan_fn is not None:
+        return selective_scan_fn, KernelChoice("mamba_ssm.selective_scan_fn", True)
+    why = _MISSING if device.type == "cuda" and selective_scan_fn is None else ""
+    return selective_scan_chunked, KernelChoice("reference.selective_scan_chunked", False, why)
+
+
+def inner_impl(device: torch.device) -> tuple[Callable | None, KernelChoice]:
+    """The fused Mamba block kernel (conv + projections + scan + gate) on ``device``, if any."""
+    if device.type == "cuda" and not use_reference() and mamba_inner_fn is not None:
+        return mamba_inner_fn, KernelChoice("mamba_ssm.mamba_inner_fn", True)
+    why = _MISSING if device.type == "cuda" and mamba_inner_fn is None else ""
+    return None, KernelChoice("reference.unfused", False, why)

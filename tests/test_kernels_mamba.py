@@ -1,0 +1,148 @@
+"""Mamba kernels: the exact references agree with each other; fast paths agree with them (gpu)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mqarbench.kernels import force_reference
+from mqarbench.kernels.causal_conv import causal_conv1d_fn, causal_conv1d_ref, conv_impl
+from mqarbench.kernels.long_conv import long_conv_direct, long_conv_fft, long_conv_impl
+from mqarbench.kernels.selective_scan import (
+    scan_impl, selective_scan_chunked, selective_scan_fn, selective_scan_ref)
+
+
+def scan_inputs(batch=2, dim=6, n_state=4, length=21, dtype=torch.float64, device="cpu", seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    def rand(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).to(device, dtype)
+    return {
+        "u": rand(batch, dim, length), "delta": rand(batch, dim, length, scale=0.5),
+        "A": -torch.rand(dim, n_state, generator=gen, dtype=torch.float64).mul(8).add(0.1).to(
+            device, torch.float32 if dtype != torch.float64 else dtype),
+        "B": rand(batch, n_state, length), "C": rand(batch, n_state, length),
+        "D": rand(dim).float() if dtype != torch.float64 else rand(dim),
+        "z": rand(batch, dim, length),
+        "delta_bias": rand(dim, scale=0.5).float() if dtype != torch.float64 else rand(dim),
+    }
+
+
+def grads(fn, inputs, seed=1):
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in inputs.items()}
+    out = fn(**leaves, delta_softplus=True)
+    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(out)
+    (out * weight).sum().backward()
+    return out.detach(), {k: v.grad for k, v in leaves.items()}
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 8, 64])
+def test_chunked_scan_equals_sequential_scan_with_gradients(chunk):
+    inputs = scan_inputs()
+    out_ref, g_ref = grads(selective_scan_ref, inputs)
+    out, g = grads(lambda **kw: selective_scan_chunked(**kw, chunk=chunk), inputs)
+    torch.testing.assert_close(out, out_ref, rtol=1e-10, atol=1e-10)
+    for name in g_ref:
+        torch.testing.assert_close(g[name], g_ref[name], rtol=1e-9, atol=1e-9, msg=name)
+
+
+def test_chunked_scan_fp32_strong_decay_stays_finite_and_exact():
+    inputs = scan_inputs(dtype=torch.float32, length=70)
+    inputs["A"] = inputs["A"] * 50  # decays of exp(-400 * delta): the naive cumsum form overflows
+    out = selective_scan_chunked(**inputs, delta_softplus=True, chunk=32)
+    ref = selective_scan_ref(**inputs, delta_softplus=True)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_scan_ref_matches_the_recurrence_by_hand():
+    u = torch.tensor([[[1.0, 2.0, 0.0]]], dtype=torch.float64)  # (1, 1, 3)
+    delta = torch.full_like(u, 0.5)
+    A = torch.tensor([[-2.0]], dtype=torch.float64)
+    B = torch.tensor([[[1.0, 1.0, 1.0]]], dtype=torch.float64)
+    C = torch.tensor([[[1.0, 2.0, 3.0]]], dtype=torch.float64)
+    decay = torch.exp(torch.tensor(-1.0, dtype=torch.float64))
+    h1 = 0.5 * 1.0
+    h2 = decay * h1 + 0.5 * 2.0
+    h3 = decay * h2
+    expected = torch.tensor([h1 * 1.0, h2 * 2.0, h3 * 3.0], dtype=torch.float64).reshape(1, 1, 3)
+    torch.testing.assert_close(selective_scan_ref(u, delta, A, B, C), expected)
+
+
+def test_causal_conv_ref_is_causal_depthwise_and_activated():
+    x = torch.randn(2, 3, 10, dtype=torch.float64)
+    weight, bias = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    out = causal_conv1d_ref(x, weight, bias, activation="silu")
+    padded = torch.nn.functional.pad(x, (3, 0))
+    by_hand = torch.stack([(padded[..., t:t + 4] * weight).sum(-1) + bias for t in range(10)], -1)
+    torch.testing.assert_close(out, torch.nn.functional.silu(by_hand))
+
+
+@pytest.mark.parametrize("length,taps", [(50, 7), (20, 128), (64, 64), (1, 3)])
+def test_long_conv_fft_equals_direct_and_the_sum_by_hand(length, taps):
+    x = torch.randn(2, 5, length, dtype=torch.float64)
+    kernel = torch.randn(5, taps, dtype=torch.float64)
+    direct = long_conv_direct(x, kernel)
+    by_hand = torch.zeros_like(x)
+    for t in range(length):
+        for j in range(min(taps, t + 1)):
+            by_hand[..., t] += kernel[:, j] * x[..., t - j]
+    torch.testing.assert_close(direct, by_hand)
+    torch.testing.assert_close(long_conv_fft(x.float(), kernel.float()).double(), direct,
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_cpu_takes_references_and_force_reference_switches_long_conv():
+    cpu = torch.device("cpu")
+    assert not scan_impl(cpu)[1].fast and not conv_impl(cpu)[1].fast
+    assert long_conv_impl(cpu)[0] is long_conv_fft
+    with force_reference():
+        assert long_conv_impl(cpu)[0] is long_conv_direct
+
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-3), (torch.bfloat16, 5e-2)])
+def test_selective_scan_fn_matches_reference(dtype, tol):
+    assert selective_scan_fn is not None, "mamba_ssm not importable"
+    inputs = scan_inputs(batch=2, dim=64, n_state=16, length=300, dtype=dtype, device="cuda")
+    out_ref, g_ref = grads(selective_scan_chunked, {k: v.float() for k, v in inputs.items()})
+    out, g = grads(selective_scan_fn, inputs)
+    torch.testing.assert_close(out.float(), out_ref, rtol=tol, atol=tol)
+    for name in g_ref:
+        scale = g_ref[name].abs().max().item()
+        torch.testing.assert_close(g[name].float(), g_ref[name], rtol=tol, atol=tol * scale,
+                                   msg=name)
+
+
+@pytest.mark.gpu
+@gpu
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 3e-2)])
+def test_causal_conv1d_fn_matches_reference(dtype, tol):
+    assert causal_conv1d_fn is not None, "causal_conv1d not importable"
+    x = torch.randn(2, 64, 200, device="cuda", dtype=dtype, requires_grad=True)
+    w = torch.randn(64, 4, device="cuda", dtype=dtype, requires_grad=True)
+    b = torch.randn(64, device="cuda", dtype=dtype, requires_grad=True)
+    fast = causal_conv1d_fn(x, w, b, activation="silu")
+    grads_fast = torch.autograd.grad(fast.float().square().sum(), (x, w, b))
+    ref = causal_conv1d_ref(x.float(), w.float(), b.float(), activation="silu")
+    grads_ref = torch.autograd.grad(ref.square().sum(), (x, w, b))
+    torch.testing.assert_close(fast.float(), ref, rtol=tol, atol=tol)
+    for gf, gr in zip(grads_fast, grads_ref):
+        torch.testing.assert_close(gf.float(), gr.float(), rtol=tol,
+                                   atol=tol * gr.abs().max().item())
+
+
+@pytest.mark.gpu
+@gpu
+def test_long_conv_fft_matches_direct_on_cuda_with_gradients():
+    x = torch.randn(4, 128, 512, device="cuda", requires_grad=True)
+    k = (torch.randn(128, 128, device="cuda") / 12).requires_grad_()
+    fast, ref = long_conv_fft(x, k), long_conv_direct(x, k)
+    torch.testing.assert_close(fast, ref, rtol=1e-3, atol=1e-3)
+    g_fast = torch.autograd.grad(fast.square().sum(), (x, k))
+    g_ref = torch.autograd.grad(ref.square().sum(), (x, k))
+    for gf, gr in zip(g_fast, g_ref):
+        torch.testing.assert_close(gf, gr, rtol=1e-3, atol=1e-3 * gr.abs().max().item())
