@@ -12,6 +12,7 @@ import functools
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from mqarbench.kernels import KernelChoice, use_reference
 
@@ -19,11 +20,16 @@ WkvFn = Callable[..., torch.Tensor]
 CHUNK = 16
 
 
+def _at_least_fp32(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """bf16/fp16 inputs are computed in fp32; fp64 stays fp64 (exact parity tests)."""
+    return [t.to(torch.promote_types(t.dtype, torch.float32)) for t in tensors]
+
+
 def wkv6_recurrent(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor,
                    u: torch.Tensor) -> torch.Tensor:
-    """One step at a time in fp32: slow, obviously right; the test reference."""
+    """One step at a time in fp32 or wider: slow, obviously right; the test reference."""
     batch, length, heads, width = r.shape
-    r, k, v, w, u = (t.float() for t in (r, k, v, w, u))
+    r, k, v, w, u = _at_least_fp32(r, k, v, w, u)
     state = r.new_zeros(batch, heads, width, v.shape[-1])  # (B, H, K, V)
     outputs = []
     for t in range(length):
@@ -35,38 +41,39 @@ def wkv6_recurrent(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.T
 
 def wkv6_chunked(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor,
                  u: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
-    """The same recurrence, a chunk of positions at a time, in fp32.
+    """The same recurrence, a chunk of positions at a time, in fp32 or wider.
 
-    Inside a chunk with inclusive cumulative log decay A_i, position i sees position j < i
-    through exp(A_{i-1} - A_j) <= 1 per key channel: every exponent is <= 0, so nothing
-    overflows however strong the decay (the factored exp(A_i) * exp(-A_j) form would).
+    Position i of a chunk sees position j < i through exp(sum_{j<m<i} w_m) <= 1 per key channel.
+    Each such segment sum is accumulated from its own terms (never as a difference of two
+    prefix sums, which cancels catastrophically under strong decay) and every exponent is
+    <= 0, so nothing overflows.
     """
     batch, length, heads, width = r.shape
     pad = (-length) % chunk
-    r, k, v, w, u = (t.float() for t in (r, k, v, w, u))
+    r, k, v, w, u = _at_least_fp32(r, k, v, w, u)
     if pad:  # zero keys/values and zero decay leave the state and earlier outputs unchanged
-        r, k, v, w = (torch.nn.functional.pad(t, (0, 0, 0, 0, 0, pad)) for t in (r, k, v, w))
+        r, k, v, w = (F.pad(t, (0, 0, 0, 0, 0, pad)) for t in (r, k, v, w))
     n_chunks = r.shape[1] // chunk
     r, k, v, w = (t.reshape(batch, n_chunks, chunk, heads, -1).transpose(2, 3)
                   for t in (r, k, v, w))  # (B, N, H, C, K|V)
-    inclusive = w.cumsum(dim=-2)  # A_i                                  (B, N, H, C, K)
-    exclusive = inclusive - w  # A_{i-1}
-    # (B, N, H, C_i, C_j, K): exponent A_{i-1} - A_j, only j < i kept
-    strictly_past = torch.ones(chunk, chunk, dtype=torch.bool, device=r.device).tril(-1)
-    gap = (exclusive[..., :, None, :] - inclusive[..., None, :, :]).masked_fill(
-        ~strictly_past[..., None], float("-inf"))
-    scores = torch.einsum("bnhik,bnhjk,bnhijk->bnhij", r, k, gap.exp())  # (B, N, H, C, C)
+    # segment[i, j] = sum_{j<m<i} w_m: a masked cumulative sum over i   (B, N, H, C_i, C_j, K)
+    after_j = torch.ones(chunk, chunk, dtype=torch.bool, device=r.device).tril(-1)  # m > j
+    terms = w[..., :, None, :].expand(*w.shape[:-2], chunk, chunk, width) * after_j[..., None]
+    segment = F.pad(terms.cumsum(dim=-3), (0, 0, 0, 0, 1, -1))  # shift i: sum up to i-1
+    strictly_past = segment.masked_fill(~after_j[..., None], float("-inf"))
+    scores = torch.einsum("bnhik,bnhjk,bnhijk->bnhij", r, k, strictly_past.exp())  # (B, N, H, C, C)
     bonus = (r * u[:, None, :] * k).sum(-1, keepdim=True)  # (B, N, H, C, 1)
     local = scores @ v + bonus * v  # (B, N, H, C, V)
-    # carry the state across chunks: S_end = diag(exp(A_last)) S_start + sum_j exp(A_last - A_j) k_j^T v_j
-    to_end = (inclusive[..., -1:, :] - inclusive).exp()  # (B, N, H, C, K)
+    since_start = F.pad(w.cumsum(dim=-2), (0, 0, 1, -1))  # sum_{m<i} w_m         (B, N, H, C, K)
+    to_end = F.pad(w.flip(-2).cumsum(dim=-2), (0, 0, 1, -1)).flip(-2)  # sum_{m>j} w_m
+    chunk_decay = w.sum(dim=-2)  # (B, N, H, K)
     state = r.new_zeros(batch, heads, width, v.shape[-1])  # (B, H, K, V)
     outputs = []
     for n in range(n_chunks):
-        from_state = (r[:, n] * exclusive[:, n].exp()) @ state  # (B, H, C, V)
+        from_state = (r[:, n] * since_start[:, n].exp()) @ state  # (B, H, C, V)
         outputs.append(local[:, n] + from_state)
-        state = (state * inclusive[:, n, :, -1, :, None].exp()
-                 + (k[:, n] * to_end[:, n]).transpose(-1, -2) @ v[:, n])
+        state = (state * chunk_decay[:, n, :, :, None].exp()
+                 + (k[:, n] * to_end[:, n].exp()).transpose(-1, -2) @ v[:, n])
     out = torch.stack(outputs, dim=1).transpose(2, 3).reshape(batch, n_chunks * chunk, heads, -1)
     return out[:, :length]  # (B, T, H, V)
 
