@@ -49,7 +49,8 @@ class GlobalSelectionMixer(MambaMixer):
 
     def gate_dt(self, dt: torch.Tensor, x_branch: torch.Tensor) -> torch.Tensor:
         conv, _ = long_conv_impl(dt.device)
-        context = conv(x_branch.float(), self.long_kernel.float())  # (B, E, L), fp32
+        work = torch.promote_types(x_branch.dtype, torch.float32)
+        context = conv(x_branch.to(work), self.long_kernel.to(work))  # (B, E, L), >= fp32
         return dt * F.silu(context).to(dt.dtype)
 
 

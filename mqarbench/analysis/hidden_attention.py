@@ -29,10 +29,11 @@ def supports_hidden_attention(model: torch.nn.Module) -> bool:
 def channel_attention(inputs: dict[str, torch.Tensor], bias: torch.Tensor,
                       channels: slice = slice(None)) -> torch.Tensor:
     """alpha (E', L, L) of batch item 0 for the given channels, from a mixer's ``ssm_inputs``."""
-    delta = F.softplus(inputs["dt"][0, channels].float() + bias[channels].float()[:, None])  # (E, L)
-    a = inputs["A"][channels].float()  # (E, N)
-    b, c = inputs["B"][0].float(), inputs["C"][0].float()  # (N, L)
-    cum = delta.cumsum(-1)  # (E, L): sum_{k<=t} Delta_k
+    work = torch.promote_types(inputs["dt"].dtype, torch.float32)
+    delta = F.softplus(inputs["dt"][0, channels].to(work) + bias[channels].to(work)[:, None])
+    a = inputs["A"][channels].to(work)  # (E, N)
+    b, c = inputs["B"][0].to(work), inputs["C"][0].to(work)  # (N, L)
+    cum = delta.cumsum(-1)  # (E, L): sum_{k<=t} Delta_k; delta is (E, L)
     gap = cum[:, :, None] - cum[:, None, :]  # (E, L_t, L_s): sum_{k=s+1..t} Delta_k
     length = delta.shape[-1]
     causal = torch.ones(length, length, dtype=torch.bool, device=delta.device).tril()

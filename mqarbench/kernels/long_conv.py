@@ -21,11 +21,12 @@ def long_conv_direct(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 
 def long_conv_fft(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """O(L log L) by FFT in fp32; the transform length >= L + K - 1 keeps the product linear,
+    """O(L log L) by FFT in fp32 (fp64 kept); the transform length >= L + K - 1 keeps the product linear,
     not circular, so the first L outputs are exactly the causal convolution."""
     length, width = x.shape[-1], kernel.shape[-1]
     n_fft = 1 << (length + width - 2).bit_length()  # next power of two >= L + K - 1
-    spectrum = torch.fft.rfft(x.float(), n=n_fft) * torch.fft.rfft(kernel.float(), n=n_fft)
+    work = torch.promote_types(x.dtype, torch.float32)  # bf16 FFTs lose too much precision
+    spectrum = torch.fft.rfft(x.to(work), n=n_fft) * torch.fft.rfft(kernel.to(work), n=n_fft)
     return torch.fft.irfft(spectrum, n=n_fft)[..., :length].to(x.dtype)  # (B, D, L)
 
 
