@@ -110,7 +110,7 @@ def test_sdpa_matches_reference_on_gpu(dtype, tol):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype,tol", [(torch.float32, 5e-3), (torch.bfloat16, 5e-2)])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-2), (torch.bfloat16, 8e-2)])
 def test_fla_rwkv6_matches_reference_on_gpu(dtype, tol):
     fn, choice = wkv6_impl(torch.device("cuda"))
     assert choice.fast, choice.missing
