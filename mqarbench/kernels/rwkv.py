@@ -84,7 +84,8 @@ def _fla_chunk_rwkv6() -> tuple[WkvFn | None, str]:
     try:
         from fla.ops.rwkv6 import chunk_rwkv6
     except Exception as err:  # ImportError, or Triton failing to initialise
-        return None, f"flash-linear-attention not importable ({type(err).__name__}: {err}); pip install flash-linear-attention"
+        return None, (f"flash-linear-attention not importable ({type(err).__name__}; "
+                      "pip install flash-linear-attention)")
     return chunk_rwkv6, ""
 
 
@@ -97,10 +98,8 @@ def _wkv6_fla(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor
 
 def wkv6_impl(device: torch.device) -> tuple[WkvFn, KernelChoice]:
     """fla's ``chunk_rwkv6`` on CUDA when importable and not forced off; the chunked reference otherwise."""
-    if use_reference():
+    if use_reference() or device.type != "cuda":
         return wkv6_chunked, KernelChoice("reference.wkv6_chunked", False)
-    if device.type != "cuda":
-        return wkv6_chunked, KernelChoice("reference.wkv6_chunked", False, "no CUDA device")
     kernel, missing = _fla_chunk_rwkv6()
     if kernel is None:
         return wkv6_chunked, KernelChoice("reference.wkv6_chunked", False, missing)
