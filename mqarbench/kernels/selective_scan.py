@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from mqarbench.kernels import KernelChoice, use_reference
+from mqarbench.kernels.causal_conv import causal_conv1d_fn
 
 try:  # the compiled extension is missing on CPU machines; importing mamba_ssm then raises
     from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn, selective_scan_fn
@@ -96,8 +97,12 @@ def scan_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
 
 
 def inner_impl(device: torch.device) -> tuple[Callable | None, KernelChoice]:
-    """The fused Mamba block kernel (conv + projections + scan + gate) on ``device``, if any."""
-    if device.type == "cuda" and not use_reference() and mamba_inner_fn is not None:
+    """The fused Mamba block kernel (conv + projections + scan + gate) on ``device``, if any.
+    It runs causal_conv1d's kernel inside, so it needs both libraries."""
+    ready = mamba_inner_fn is not None and causal_conv1d_fn is not None
+    if device.type == "cuda" and not use_reference() and ready:
         return mamba_inner_fn, KernelChoice("mamba_ssm.mamba_inner_fn", True)
-    why = _MISSING if device.type == "cuda" and mamba_inner_fn is None else ""
+    why = ""
+    if device.type == "cuda" and not ready:
+        why = _MISSING or "causal_conv1d not importable (pip install causal-conv1d)"
     return None, KernelChoice("reference.unfused", False, why)
