@@ -26,13 +26,19 @@ PRESETS: dict[str, dict[str, Any]] = {
 COMMON: dict[str, Any] = dict(rotary_pct=0.25, rotary_base=10_000, mlp_ratio=4)
 
 
-def apply_rotary(x: torch.Tensor, n_rot: int, base: float) -> torch.Tensor:
-    """GPT-NeoX rotary embedding on the first ``n_rot`` channels of each head (rotate-half form)."""
-    length = x.shape[-2]  # x: (B, H, L, Dh)
-    inv_freq = base ** (-torch.arange(0, n_rot, 2, device=x.device, dtype=torch.float32) / n_rot)
-    angles = torch.arange(length, device=x.device, dtype=torch.float32)[:, None] * inv_freq
+def rotary_tables(length: int, n_rot: int, base: float,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles, (L, n_rot) each in fp32; computed once per forward."""
+    inv_freq = base ** (-torch.arange(0, n_rot, 2, device=device, dtype=torch.float32) / n_rot)
+    angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * inv_freq
     angles = torch.cat([angles, angles], dim=-1)  # (L, n_rot)
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """GPT-NeoX rotary embedding (rotate-half form) on the first n_rot channels of each head."""
+    n_rot = cos.shape[-1]  # x: (B, H, L, Dh)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # bf16 under autocast: keep q, k in x's dtype
     rot, keep = x[..., :n_rot], x[..., n_rot:]
     first, second = rot.chunk(2, dim=-1)
     return torch.cat([rot * cos + torch.cat([-second, first], dim=-1) * sin, keep], dim=-1)
@@ -41,11 +47,9 @@ def apply_rotary(x: torch.Tensor, n_rot: int, base: float) -> torch.Tensor:
 class NeoXBlock(nn.Module):
     """x + Attention(LN1(x)) + MLP(LN2(x)): GPT-NeoX's parallel residual."""
 
-    def __init__(self, d_model: int, n_heads: int, rotary_pct: float, rotary_base: float,
-                 mlp_ratio: int) -> None:
+    def __init__(self, d_model: int, n_heads: int, mlp_ratio: int) -> None:
         super().__init__()
         self.n_heads, self.head_dim = n_heads, d_model // n_heads
-        self.n_rot, self.rotary_base = int(self.head_dim * rotary_pct), rotary_base
         self.ln_attn, self.ln_mlp = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.attn_out = nn.Linear(d_model, d_model)
@@ -55,11 +59,11 @@ class NeoXBlock(nn.Module):
     def kernel_choices(self, device: torch.device) -> dict[str, KernelChoice]:
         return {"attention": attention_impl(device)[1]}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         batch, length, d_model = x.shape
         qkv = self.qkv(self.ln_attn(x)).view(batch, length, 3, self.n_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, L, Dh)
-        q, k = (apply_rotary(t, self.n_rot, self.rotary_base) for t in (q, k))
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         attend, _ = attention_impl(x.device)
         y = attend(q, k, v).transpose(1, 2).reshape(batch, length, d_model)  # (B, L, D)
         return x + self.attn_out(y) + self.mlp(self.ln_mlp(x))
@@ -70,9 +74,9 @@ class PythiaLM(nn.Module):
                  tie_embeddings: bool, rotary_pct: float, rotary_base: float, mlp_ratio: int,
                  **_: Any) -> None:
         super().__init__()
+        self.n_rot, self.rotary_base = int(d_model // n_heads * rotary_pct), rotary_base
         self.embed = nn.Embedding(vocab_size, d_model)
-        self.blocks = nn.ModuleList(NeoXBlock(d_model, n_heads, rotary_pct, rotary_base, mlp_ratio)
-                                    for _ in range(n_layers))
+        self.blocks = nn.ModuleList(NeoXBlock(d_model, n_heads, mlp_ratio) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
         self.unembed = nn.Linear(d_model, vocab_size, bias=False)
         self._init(n_layers)
@@ -92,8 +96,9 @@ class PythiaLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         x = self.embed(input_ids)  # (B, L, D)
+        cos, sin = rotary_tables(input_ids.shape[1], self.n_rot, self.rotary_base, x.device)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, cos, sin)
         return self.unembed(self.norm(x))  # (B, L, V)
 
 
