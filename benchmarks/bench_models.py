@@ -59,8 +59,72 @@ class _LogitsOnly(torch.nn.Module):
         return self.model(input_ids).logits
 
 
+def pythia_family(preset: str, length: int) -> Iterator[tuple[str, torch.nn.Module]]:
+    yield ours("pythia", preset, length)
+    yield "plain SDPA GPT-NeoX", _PlainNeoX(**load_adapter("pythia").config(preset, VOCAB, length))
+
+
+class _PlainNeoX(torch.nn.Module):
+    """The yardstick for pythia: GPT-NeoX written straight on SDPA, rotary tables precomputed."""
+
+    def __init__(self, vocab_size: int, n_layers: int, d_model: int, n_heads: int,
+                 tie_embeddings: bool, rotary_pct: float, rotary_base: float, mlp_ratio: int,
+                 max_len: int) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.heads, head_dim = n_heads, d_model // n_heads
+        n_rot = int(head_dim * rotary_pct)
+        inv_freq = rotary_base ** (-torch.arange(0, n_rot, 2).float() / n_rot)
+        angles = torch.arange(max_len).float()[:, None] * inv_freq
+        angles = torch.cat([angles, angles], -1)  # (max_len, n_rot)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.layers = nn.ModuleList(nn.ModuleDict(dict(
+            ln1=nn.LayerNorm(d_model), ln2=nn.LayerNorm(d_model),
+            qkv=nn.Linear(d_model, 3 * d_model), out=nn.Linear(d_model, d_model),
+            up=nn.Linear(d_model, mlp_ratio * d_model), down=nn.Linear(mlp_ratio * d_model, d_model),
+        )) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab_size, bias=False)
+        if tie_embeddings:
+            self.head.weight = self.embed.weight
+
+    def _rotate(self, x: torch.Tensor, length: int) -> torch.Tensor:
+        n_rot = self.cos.shape[-1]
+        cos, sin = self.cos[:length].to(x.dtype), self.sin[:length].to(x.dtype)
+        rot, keep = x[..., :n_rot], x[..., n_rot:]
+        a, b = rot.chunk(2, -1)
+        return torch.cat([rot * cos + torch.cat([-b, a], -1) * sin, keep], -1)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(input_ids)
+        batch, length, d_model = x.shape
+        for layer in self.layers:
+            q, k, v = layer["qkv"](layer["ln1"](x)).view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            att = F.scaled_dot_product_attention(self._rotate(q, length), self._rotate(k, length), v,
+                                                 is_causal=True)
+            mlp = layer["down"](F.gelu(layer["up"](layer["ln2"](x))))
+            x = x + layer["out"](att.transpose(1, 2).reshape(batch, length, d_model)) + mlp
+        return self.head(self.norm(x))
+
+
+def hyena_family(preset: str, length: int) -> Iterator[tuple[str, torch.nn.Module]]:
+    yield ours("hyena", preset, length)
+
+
+def rwkv_family(preset: str, length: int) -> Iterator[tuple[str, torch.nn.Module]]:
+    """fla's Triton kernels autotune for minutes on first use in a fresh cache (one per head
+    size: K=32 at small, K=64 at paper); sorted last, and worth its own run with a longer
+    timeout: ``--family rwkv``. FLA_CACHE_RESULTS=1 (fla's default) keeps the tuned configs."""
+    yield ours("rwkv", preset, length)
+
+
 FAMILIES: dict[str, Callable[[str, int], Iterator[tuple[str, torch.nn.Module]]]] = {
     "mamba": mamba_family,
+    "pythia": pythia_family,
+    "hyena": hyena_family,
+    "rwkv": rwkv_family,  # last in sorted order: fla's first call autotunes for minutes
 }
 
 
