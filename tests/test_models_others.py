@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from baselines.hyena import Hyena
-from baselines.pythia import Pythia
+from baselines.pythia import Pythia, apply_rotary, rotary_tables
 from baselines.rwkv import RWKV
 from mqarbench.errors import UserError
 from mqarbench.kernels import force_reference, kernel_paths, slow_paths
@@ -51,6 +51,19 @@ def test_unknown_preset_is_a_user_error():
     for adapter in ADAPTERS:
         with pytest.raises(UserError, match="unknown preset 'huge'"):
             adapter.config("huge", VOCAB, MAX_LEN)
+
+
+def test_rotary_scores_depend_only_on_the_offset():
+    """Rotary's point: q_i . k_j after rotation is a function of i - j, on the rotated quarter;
+    the unrotated channels are left as they are."""
+    q, k = torch.randn(2, 16)
+    cos, sin = rotary_tables(40, 4, 10_000, torch.device("cpu"))
+    rq = apply_rotary(q.expand(40, 16), cos, sin)  # (L, Dh): q placed at every position
+    rk = apply_rotary(k.expand(40, 16), cos, sin)
+    scores = rq @ rk.T  # (L, L)
+    torch.testing.assert_close(scores[10, 3], scores[30, 23], atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(scores[10, 3], scores[10, 4], atol=1e-3)
+    torch.testing.assert_close(rq[:, 4:], q[4:].expand(40, 12))
 
 
 # ---- parameter counts, built on the meta device, against closed forms ----
