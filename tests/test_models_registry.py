@@ -109,3 +109,17 @@ def test_kernel_reports_merge_submodules_and_honour_forcing():
     with force_reference():
         assert use_reference()
     assert not use_reference()
+
+
+def test_contributing_adapter_example_runs(tmp_path):
+    """The worked example in CONTRIBUTING.md loads by path and honours the contract."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "CONTRIBUTING.md").read_text()
+    code = re.search(r"```python\n(# my_gru.py.*?)```", text, re.S).group(1)
+    path = tmp_path / "my_gru.py"
+    path.write_text(code)
+    adapter = load_adapter(str(path))
+    assert adapter.name == "my_gru"
+    check_forward(adapter.name, adapter.build("tiny", 40, 32), 40, 32)
