@@ -18,10 +18,12 @@ import torch.nn.functional as F
 
 from mqarbench.errors import UserError
 from mqarbench.kernels import KernelChoice
+from mqarbench.kernels.add_rms_norm import add_norm_impl
 from mqarbench.kernels.causal_conv import conv_impl
 from mqarbench.kernels.selective_scan import inner_impl, scan_impl
 from mqarbench.models.adapter import PRESETS, ModelAdapter
 
+NORM_EPS = 1e-5
 CITATION = "Gu and Dao (2023), Mamba: Linear-Time Sequence Modeling with Selective State Spaces"
 
 
@@ -61,13 +63,20 @@ class MambaMixer(nn.Module):
             return {"mamba_inner": inner_choice}
         return {"causal_conv1d": conv_impl(device)[1], "selective_scan": scan_impl(device)[1]}
 
+    def _in_proj(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, L, d_model) -> xz (B, 2E, L) with unit stride along L, the layout the kernels
+        take without a copy: W @ hidden^T transposes the narrow input, not the 2E-wide output."""
+        batch, length, _ = hidden.shape
+        flat = hidden.reshape(batch * length, -1).t()  # (d_model, B*L)
+        return (self.in_proj.weight @ flat).view(-1, batch, length).transpose(0, 1)
+
     def gate_dt(self, dt: torch.Tensor, x_branch: torch.Tensor) -> torch.Tensor:
         """Hook for variants that change dt before its bias and softplus; identity here."""
         return dt
 
     def ssm_inputs(self, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
         """The scan's inputs for hidden (B, L, d_model): u, dt (pre-bias), A, B, C, z."""
-        xz = self.in_proj(hidden).transpose(1, 2)  # (B, 2E, L)
+        xz = self._in_proj(hidden)  # (B, 2E, L)
         x, z = xz.chunk(2, dim=1)  # (B, E, L) each
         conv, _ = conv_impl(hidden.device)
         u = conv(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
@@ -82,8 +91,8 @@ class MambaMixer(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, L, d_model)
         inner, _ = inner_impl(hidden.device)
         if self.fused and inner is not None:
-            xz = self.in_proj(hidden).transpose(1, 2)  # (B, 2E, L)
-            out = inner(xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight,
+            out = inner(self._in_proj(hidden), self.conv1d.weight, self.conv1d.bias,
+                        self.x_proj.weight,
                         self.dt_proj.weight, self.out_proj.weight, self.out_proj.bias,
                         -torch.exp(self.A_log.float()), None, None, self.D.float(),
                         delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
@@ -97,15 +106,21 @@ class MambaMixer(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm residual block: h + mixer(RMSNorm(h)); the residual stream stays fp32."""
+    """Pre-norm residual block on a separate fp32 residual stream:
+    residual += hidden; hidden = mixer(RMSNorm(residual))."""
 
     def __init__(self, d_model: int, mixer: nn.Module):
         super().__init__()
-        self.norm = nn.RMSNorm(d_model, eps=1e-5)
+        self.norm_weight = nn.Parameter(torch.ones(d_model))
         self.mixer = mixer
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden + self.mixer(self.norm(hidden))
+    def kernel_choices(self, device: torch.device) -> dict[str, KernelChoice]:
+        return {"add_rms_norm": add_norm_impl(device)[1]}
+
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None):
+        add_norm, _ = add_norm_impl(hidden.device)
+        normed, residual = add_norm(hidden, residual, self.norm_weight, NORM_EPS)
+        return self.mixer(normed), residual
 
 
 class MambaLM(nn.Module):
@@ -115,17 +130,19 @@ class MambaLM(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, d_model)
         self.layers = nn.ModuleList(Block(d_model, m) for m in mixers)
-        self.norm_f = nn.RMSNorm(d_model, eps=1e-5)
+        self.norm_f_weight = nn.Parameter(torch.ones(d_model))
         nn.init.normal_(self.embedding.weight, std=0.02)
         for block in self.layers:  # keep the residual stream's variance flat in depth
             with torch.no_grad():
                 block.mixer.out_proj.weight.div_(math.sqrt(len(mixers)))
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, V)
-        hidden = self.embedding(input_ids)  # (B, L, d_model)
+        hidden, residual = self.embedding(input_ids), None  # (B, L, d_model)
         for block in self.layers:
-            hidden = block(hidden)
-        return F.linear(self.norm_f(hidden), self.embedding.weight)
+            hidden, residual = block(hidden, residual)
+        add_norm, _ = add_norm_impl(hidden.device)
+        normed, _ = add_norm(hidden, residual, self.norm_f_weight, NORM_EPS)
+        return F.linear(normed, self.embedding.weight)
 
 
 SIZES = {  # preset -> (n_layers, d_model)

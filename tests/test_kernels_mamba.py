@@ -146,3 +146,21 @@ def test_long_conv_fft_matches_direct_on_cuda_with_gradients():
     g_ref = torch.autograd.grad(ref.square().sum(), (x, k))
     for gf, gr in zip(g_fast, g_ref):
         torch.testing.assert_close(gf, gr, rtol=1e-3, atol=1e-3 * gr.abs().max().item())
+
+
+@pytest.mark.gpu
+@gpu
+def test_fused_add_rms_norm_matches_reference():
+    from mqarbench.kernels.add_rms_norm import add_norm_impl, add_rms_norm_ref
+
+    fused, choice = add_norm_impl(torch.device("cuda"))
+    assert choice.fast, choice
+    hidden = torch.randn(4, 64, 96, device="cuda", dtype=torch.bfloat16)
+    residual = torch.randn(4, 64, 96, device="cuda")
+    weight = torch.rand(96, device="cuda") + 0.5
+    for res in (None, residual):
+        normed, new_res = fused(hidden, res, weight, 1e-5)
+        normed_ref, res_ref = add_rms_norm_ref(hidden, res, weight, 1e-5)
+        assert new_res.dtype == torch.float32
+        torch.testing.assert_close(new_res, res_ref)
+        torch.testing.assert_close(normed.float(), normed_ref.float(), rtol=2e-2, atol=2e-2)

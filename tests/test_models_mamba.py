@@ -101,7 +101,7 @@ def test_global_selection_layers_choose_which_mixers_are_gated():
     model = FirstOnly().build("tiny", VOCAB, MAX_LEN)
     kinds = [type(block.mixer) for block in model.layers]
     assert kinds == [GlobalSelectionMixer, MambaMixer]
-    assert set(kernel_paths(model)) == {"causal_conv1d", "selective_scan", "long_conv"}
+    assert set(kernel_paths(model)) == {"add_rms_norm", "causal_conv1d", "selective_scan", "long_conv"}
 
 
 def test_zero_long_kernel_makes_delta_input_independent():
