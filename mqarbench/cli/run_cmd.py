@@ -1,0 +1,146 @@
+"""`mqarbench run` (the whole suite), `mqarbench train` and `mqarbench eval` (its stages)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mqarbench.errors import UserError
+from mqarbench.paths import default_data_dir, default_out_dir
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=("tiny", "small", "paper"),
+                   help="data and training size (default: small with CUDA, tiny without)")
+    p.add_argument("--epochs", type=int, help="override the preset's number of epochs")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--out", type=Path, default=None, help="runs and results (default ./mqar_runs)")
+    p.add_argument("--data-dir", type=Path, default=None, help="dataset cache (default ./mqar_data)")
+    p.add_argument("--allow-slow-kernels", action="store_true",
+                   help="on CUDA, train even where a model falls back to a reference kernel")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="train, select and evaluate models on a suite; print its tables")
+    p.add_argument("--model", required=True, help="adapter name(s), comma separated, or 'all'")
+    p.add_argument("--suite", required=True, help="main, positional, ngram, robustness or all")
+    p.add_argument("--lr", type=float, nargs="+", help="learning rates to sweep (default: the preset's grid)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per setting (default 1)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
+    p.add_argument("--workers-per-gpu", type=int, default=1,
+                   help="runs sharing one GPU at a time (worker processes, or Ray GPU fractions)")
+    p.add_argument("--no-site", action="store_true", help="skip building the leaderboard site")
+    _common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train", help="train one model on one task (one learning rate and seed)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--task", required=True, help="the train task")
+    p.add_argument("--lr", type=float, help="learning rate (default: the preset's first)")
+    p.add_argument("--seed", type=int, default=0)
+    _common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a trained run's best checkpoint on test tasks")
+    p.add_argument("run_dir", type=Path, help="<out>/runs/<run_id>")
+    p.add_argument("--test", required=True, help="test task(s), comma separated")
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.set_defaults(func=cmd_eval)
+
+
+def _preset(args: argparse.Namespace) -> str:
+    if args.preset:
+        return args.preset
+    import torch
+
+    preset = "small" if torch.cuda.is_available() else "tiny"
+    print(f"no --preset given: using {preset!r} ({'CUDA found' if preset == 'small' else 'no CUDA'})",
+          file=sys.stderr)
+    return preset
+
+
+def _dirs(args: argparse.Namespace) -> tuple[Path, Path]:
+    out = getattr(args, "out", None) or default_out_dir()
+    return Path(out), Path(args.data_dir or default_data_dir())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from mqarbench.data import load_suite
+    from mqarbench.models.registry import resolve_models
+    from mqarbench.runner.hparams import sweep
+    from mqarbench.runner.orchestrate import run_suite
+    from mqarbench.runner.tables import suite_tables
+
+    if args.seeds < 1 or args.workers_per_gpu < 1:
+        raise UserError("--seeds and --workers-per-gpu must be at least 1")
+    load_suite(args.suite)  # an unknown suite fails before anything is built
+    models = resolve_models(args.model)
+    preset = _preset(args)
+    out, data = _dirs(args)
+    hps = sweep(preset, args.lr, args.epochs, args.batch_size)
+    console = Console()
+    _, results = run_suite(models, args.suite, preset, hps, list(range(args.seeds)), out, data,
+                           args.executor, args.ray_address, args.workers_per_gpu, args.allow_slow_kernels)
+    for table in suite_tables(args.suite, results):
+        console.print(table)
+    if not args.no_site:
+        from mqarbench.leaderboard.build import build_site
+
+        console.print(f"leaderboard: {build_site([out], out / 'site', data)}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mqarbench.data import build_dataset, load_task
+    from mqarbench.models.registry import load_adapter
+    from mqarbench.runner.hparams import sweep
+    from mqarbench.runner.job import execute
+    from mqarbench.runner.plan import plan_run
+
+    if load_task(args.task).test_only:
+        raise UserError(f"--task {args.task!r} is test only; train on a task with a train split")
+    preset = _preset(args)
+    out, data = _dirs(args)
+    hp = sweep(preset, [args.lr] if args.lr else None, args.epochs, args.batch_size)[0]
+    spec = plan_run(load_adapter(args.model), args.model, build_dataset(args.task, preset, data), [], preset,
+                    hp, args.seed, out, args.allow_slow_kernels)
+    record = execute(spec)
+    print(f"{spec.run_dir}  best epoch {record['best_epoch']}  "
+          f"valid query accuracy {record['valid_query_accuracy']:.1f}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from mqarbench.data import build_dataset
+    from mqarbench.runner.job import execute, read_run_json
+    from mqarbench.runner.plan import RunSpec, TaskRef, max_seq_len
+
+    info = read_run_json(args.run_dir)
+    if not info or not info.get("trained"):
+        raise UserError(f"{args.run_dir}: no finished training run (run.json with trained: true); "
+                        "train it first with `mqarbench train` or `mqarbench run`")
+    spec = RunSpec.from_json(info["spec"])
+    data = Path(args.data_dir or default_data_dir())
+    tests = [build_dataset(t.strip(), spec.preset, data) for t in args.test.split(",") if t.strip()]
+    if tests and max_seq_len(tests) > spec.max_len:
+        raise UserError(f"--test: sequences of length {max_seq_len(tests)} exceed the model's "
+                        f"max_len {spec.max_len}; evaluate on tasks of the training grid")
+    spec = dataclasses.replace(spec, tests=tuple(TaskRef.of(t) for t in tests),
+                               out_dir=str(Path(args.run_dir).parent.parent))
+    record = execute(spec)
+    from mqarbench.results.store import read_results
+
+    rows = read_results(spec.run_dir / "results.parquet").to_pylist()
+    for r in rows:
+        if r["slice"] == "overall" and r["test_task"] in {t.task_id for t in tests}:
+            print(json.dumps({"test_task": r["test_task"], "query_accuracy": round(r["query_accuracy"], 2),
+                              "token_accuracy": round(r["token_accuracy"], 2),
+                              "example_exact_match": round(r["example_exact_match"], 2)}))
+    return 0 if record else 1

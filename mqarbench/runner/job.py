@@ -1,0 +1,147 @@
+"""One run end to end: build the model, train (or resume), evaluate on every paired test task, write results.
+
+``execute`` is what every executor calls; it is idempotent: a finished run returns at once,
+an interrupted one resumes from its last epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+from mqarbench.errors import UserError
+from mqarbench.io import write_json_atomic
+from mqarbench.results.store import RESULTS_FILE, read_results, to_table, write_results
+from mqarbench.runner.plan import RunSpec, TaskRef
+from mqarbench.runner.rows import result_rows
+
+RUN_JSON = "run.json"
+
+
+def read_run_json(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((Path(run_dir) / RUN_JSON).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _existing_results(run_dir: Path) -> pa.Table | None:
+    path = run_dir / RESULTS_FILE
+    if not path.exists():
+        return None
+    try:
+        return read_results(path)
+    except UserError:
+        return None  # corrupt or outdated: every test is evaluated again
+
+
+def missing_tests(spec: RunSpec) -> list[TaskRef]:
+    """Paired test tasks without a result (of the same dataset hash) in the run directory."""
+    table = _existing_results(spec.run_dir)
+    done = set()
+    if table is not None:
+        done = {(r["test_task"], r["test_task_hash"]) for r in table.select(["test_task", "test_task_hash"]).to_pylist()}
+    return [t for t in spec.tests if (t.task, t.content_hash) not in done]
+
+
+def is_finished(spec: RunSpec) -> bool:
+    """Trained, with its best checkpoint, and evaluated on every paired test task."""
+    info = read_run_json(spec.run_dir)
+    return bool(info and info.get("trained") and (spec.run_dir / "best.pt").exists()
+                and not missing_tests(spec))
+
+
+def execute(spec: RunSpec, on_step=None) -> dict:
+    """Run ``spec`` to completion; return its ``run.json`` record."""
+    import torch
+
+    from mqarbench.kernels import kernel_paths, slow_paths
+    from mqarbench.models.checks import check_forward
+    from mqarbench.models.registry import load_adapter
+    from mqarbench.runner.batches import load_cells
+    from mqarbench.runner.checkpoint import CorruptCheckpoint, load_checkpoint, remove_checkpoint
+    from mqarbench.runner.envinfo import environment, peak_memory_mb, pick_device
+    from mqarbench.runner.evaluate import evaluate_cells, save_attention
+    from mqarbench.runner.train import BEST, CHECKPOINT, train_model
+
+    if is_finished(spec):
+        return read_run_json(spec.run_dir)
+    t0 = time.perf_counter()
+    run_dir = spec.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    adapter = load_adapter(spec.model)
+    torch.manual_seed(spec.seed)
+    model = adapter.build(spec.preset, spec.vocab_size, spec.max_len).to(device)
+    check_forward(adapter.name, model, spec.vocab_size, spec.max_len)
+    slow = slow_paths(model)
+    if slow and not spec.allow_slow_kernels:
+        raise UserError(f"model {adapter.name!r} would train on reference kernels on CUDA ({'; '.join(slow)}); "
+                        "install the fast kernels (pip install \"mqarbench[cuda]\") or pass --allow-slow-kernels")
+    info = read_run_json(run_dir) or {}
+    record = {
+        "run_id": spec.run_id, "model": adapter.name, "model_ref": spec.model,
+        "adapter_version": spec.adapter_version, "model_family": adapter.family,
+        "model_config": spec.model_config, "params": sum(p.numel() for p in model.parameters()),
+        "state_size": int(adapter.state_size(spec.preset, spec.vocab_size, spec.max_len)),
+        "preset": spec.preset, "train_task": spec.train.task, "train_task_version": spec.train.version,
+        "train_task_hash": spec.train.content_hash, "test_tasks": [t.task for t in spec.tests],
+        "hparams": spec.hparams.model_dump(mode="json"), "seed": spec.seed,
+        "kernel_paths": kernel_paths(model), **environment(device),
+        "spec": spec.to_json(), "trained": bool(info.get("trained")), "attempts": info.get("attempts", 0) + 1,
+    }
+    try:
+        best = load_checkpoint(run_dir / BEST, map_location=device) if record["trained"] else None
+    except CorruptCheckpoint as err:
+        print(f"warning: {err}; training this run again", file=sys.stderr)
+        remove_checkpoint(run_dir / CHECKPOINT)
+        remove_checkpoint(run_dir / BEST)
+        best = None
+    record["trained"] = best is not None
+    write_json_atomic(run_dir / RUN_JSON, record)
+    if best is None:
+        state = train_model(spec, model, device, on_step)
+        timing = {"train_s": state.train_s, "data_s": state.data_s, "eval_s": state.eval_s}
+        record.update(best_epoch=state.best_epoch, valid_query_accuracy=state.best_valid,
+                      history=state.history,
+                      train_tokens_per_s=state.train_tokens / state.train_s if state.train_s else 0.0)
+        best = load_checkpoint(run_dir / BEST, map_location=device)
+    else:
+        timing = dict(info.get("timing", {}))
+        record.update({k: info[k] for k in ("best_epoch", "valid_query_accuracy", "history",
+                                            "train_tokens_per_s") if k in info})
+    model.load_state_dict(best["model"])
+    record["trained"] = True
+    record["peak_memory_mb"] = max(peak_memory_mb(device), info.get("peak_memory_mb", 0.0))
+
+    t_test = time.perf_counter()
+    old = _existing_results(run_dir)
+    keep = [] if old is None else [r for r in old.to_pylist()
+                                   if (r["test_task"], r["test_task_hash"]) in {(t.task, t.content_hash) for t in spec.tests}]
+    data_s = 0.0
+    new_rows = []
+    for test in missing_tests(spec):
+        t_data = time.perf_counter()
+        cells = load_cells(test.open(), "test")
+        data_s += time.perf_counter() - t_data
+        scores = evaluate_cells(model, cells, device, spec.hparams.eval_batch_size)
+        save_attention(model, cells, device, run_dir / "attention" / f"{test.task}.npz")
+        new_rows.append((test, scores))
+    timing["data_s"] = timing.get("data_s", 0.0) + data_s
+    timing["eval_s"] = timing.get("eval_s", 0.0) + time.perf_counter() - t_test - data_s
+    timing["wall_s"] = timing.get("wall_s", 0.0) + time.perf_counter() - t0
+    timing["overhead_s"] = max(0.0, timing["wall_s"] - timing["train_s"] - timing["data_s"] - timing["eval_s"])
+    record["timing"] = timing
+    record["wall_time_s"] = timing["wall_s"]
+    record["created_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    rows = keep + [r for test, scores in new_rows for r in result_rows(record, test, scores)]
+    write_results(to_table(rows), run_dir / RESULTS_FILE)
+    write_json_atomic(run_dir / RUN_JSON, record)
+    return record

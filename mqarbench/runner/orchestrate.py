@@ -1,0 +1,88 @@
+"""`mqarbench run`: datasets -> run matrix -> executor -> results -> tables -> site, with progress bars."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pyarrow as pa
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+
+from mqarbench.data import load_suite
+from mqarbench.results.schema import RESULTS_SCHEMA
+from mqarbench.results.store import RESULTS_FILE, read_results
+from mqarbench.runner.hparams import HParams
+from mqarbench.runner.job import is_finished
+from mqarbench.runner.plan import RunSpec, plan_runs, suite_datasets
+
+EXECUTORS = ("local", "ray")
+
+
+def progress_bar(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console,
+                    transient=False)
+
+
+def collect(specs: list[RunSpec]) -> pa.Table:
+    """The results of ``specs`` (only the test tasks each one is paired with)."""
+    tables = []
+    for spec in specs:
+        path = spec.run_dir / RESULTS_FILE
+        if path.exists():
+            t = read_results(path)
+            wanted = {(x.task, x.content_hash) for x in spec.tests}
+            keep = [(a, b) in wanted for a, b in zip(t.column("test_task").to_pylist(),
+                                                      t.column("test_task_hash").to_pylist())]
+            tables.append(t.filter(pa.array(keep, pa.bool_())))
+    return pa.concat_tables(tables) if tables else RESULTS_SCHEMA.empty_table()
+
+
+def run_suite(models: list[str], suite: str, preset: str, sweep: list[HParams], seeds: list[int],
+              out_dir: Path, data_dir: Path, executor: str = "local", ray_address: str | None = None,
+              workers_per_gpu: int = 1, allow_slow_kernels: bool = False,
+              console: Console | None = None) -> tuple[list[RunSpec], pa.Table]:
+    """Build data, run every missing run of the matrix, return (runs, their results)."""
+    console = console or Console(stderr=True)
+    experiments = load_suite(suite).experiments
+    n_tasks = len({t for e in experiments for t in (e.train, e.test)})
+    with progress_bar(console) as bar:
+        data_task = bar.add_task(f"datasets ({preset})", total=n_tasks)
+        datasets = suite_datasets(suite, preset, data_dir, lambda _t: bar.advance(data_task))
+    specs = plan_runs(models, suite, preset, datasets, sweep, seeds, out_dir, allow_slow_kernels)
+    todo = [s for s in specs if not is_finished(s)]
+    console.print(f"{len(specs)} runs ({len(specs) - len(todo)} already finished) -> {out_dir / 'runs'}")
+    if todo:
+        _execute(todo, executor, ray_address, workers_per_gpu, console)
+    return specs, collect(specs)
+
+
+def _execute(todo: list[RunSpec], executor: str, ray_address: str | None, workers_per_gpu: int,
+             console: Console) -> None:
+    from mqarbench.runner.executors import run_local, run_ray
+
+    with progress_bar(console) as bar:
+        matrix = bar.add_task("runs", total=len(todo))
+        epochs = bar.add_task("  epochs", total=1, visible=executor == "local" and workers_per_gpu <= 1)
+
+        def on_step(spec: RunSpec, epoch: int, step: int, steps: int) -> None:
+            bar.update(epochs, completed=epoch * steps + step, total=spec.hparams.epochs * steps,
+                       description=f"  {spec.adapter_name} on {spec.train.task}, lr {spec.hparams.lr:g}, "
+                                   f"seed {spec.seed}: epoch {epoch + 1}/{spec.hparams.epochs}")
+
+        def done(spec: RunSpec, record: dict) -> None:
+            bar.advance(matrix)
+            console.print(f"done {spec.run_id}  {spec.adapter_name:<16} {spec.train.task:<14} "
+                          f"lr {spec.hparams.lr:<7g} seed {spec.seed}  "
+                          f"valid {record.get('valid_query_accuracy', 0):5.1f}  "
+                          f"{record.get('wall_time_s', 0):6.1f}s")
+
+        t0 = time.perf_counter()
+        if executor == "ray":
+            run_ray(todo, done, ray_address, workers_per_gpu)
+        else:
+            run_local(todo, done, on_step=on_step, workers=workers_per_gpu)
+        bar.update(epochs, visible=False)
+    console.print(f"{len(todo)} runs in {time.perf_counter() - t0:.1f}s")
