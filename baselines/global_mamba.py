@@ -3,7 +3,7 @@
 The step size of the selective scan is gated by a long causal view of the sequence:
     Delta = softplus(W_dt dt_t * SiLU(LongConv(x))_t + b_dt)
 where x is the x-branch of in_proj before the short conv, and LongConv is a depthwise causal
-convolution with a learned kernel of ``long_kernel`` taps per channel (FFT or Toeplitz blocks).
+convolution with a learned kernel of ``long_kernel`` taps per channel, computed by FFT.
 """
 
 from __future__ import annotations
@@ -45,11 +45,10 @@ class GlobalSelectionMixer(MambaMixer):
             self.long_kernel.copy_(torch.randn(self.d_inner, taps) * envelope / envelope.norm())
 
     def kernel_choices(self, device: torch.device) -> dict[str, KernelChoice]:
-        taps = self.long_kernel.shape[1]
-        return {**super().kernel_choices(device), "long_conv": long_conv_impl(device, taps)[1]}
+        return {**super().kernel_choices(device), "long_conv": long_conv_impl(device)[1]}
 
     def gate_dt(self, dt: torch.Tensor, x_branch: torch.Tensor) -> torch.Tensor:
-        conv, _ = long_conv_impl(dt.device, self.long_kernel.shape[1])
+        conv, _ = long_conv_impl(dt.device)
         work = torch.promote_types(x_branch.dtype, torch.float32)
         context = conv(x_branch.to(work), self.long_kernel.to(work))  # (B, E, L), >= fp32
         return dt * F.silu(context).to(dt.dtype)

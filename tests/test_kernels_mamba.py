@@ -7,8 +7,7 @@ import torch
 
 from mqarbench.kernels import force_reference
 from mqarbench.kernels.causal_conv import causal_conv1d_fn, causal_conv1d_ref, conv_impl
-from mqarbench.kernels.long_conv import (
-    long_conv_blocked, long_conv_direct, long_conv_fft, long_conv_impl)
+from mqarbench.kernels.long_conv import long_conv_direct, long_conv_fft, long_conv_impl
 from mqarbench.kernels.selective_scan import (
     scan_impl, selective_scan_chunked, selective_scan_fn, selective_scan_ref)
 
@@ -90,18 +89,14 @@ def test_long_conv_fft_equals_direct_and_the_sum_by_hand(length, taps):
     torch.testing.assert_close(direct, by_hand)
     torch.testing.assert_close(long_conv_fft(x.float(), kernel.float()).double(), direct,
                                rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(long_conv_fft(x, kernel), direct)
-    torch.testing.assert_close(long_conv_blocked(x, kernel), direct)
 
 
 def test_cpu_takes_references_and_force_reference_switches_long_conv():
     cpu = torch.device("cpu")
     assert not scan_impl(cpu)[1].fast and not conv_impl(cpu)[1].fast
-    assert long_conv_impl(cpu, 128)[0] is long_conv_fft
-    assert long_conv_impl(torch.device("cuda"), 128)[0] is long_conv_blocked
-    assert long_conv_impl(torch.device("cuda"), 512)[0] is long_conv_fft
+    assert long_conv_impl(cpu)[0] is long_conv_fft
     with force_reference():
-        assert long_conv_impl(cpu, 128)[0] is long_conv_direct
+        assert long_conv_impl(cpu)[0] is long_conv_direct
 
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -142,11 +137,10 @@ def test_causal_conv1d_fn_matches_reference(dtype, tol):
 
 @pytest.mark.gpu
 @gpu
-@pytest.mark.parametrize("form", [long_conv_fft, long_conv_blocked])
-def test_long_conv_fast_forms_match_direct_on_cuda_with_gradients(form):
-    x = torch.randn(4, 128, 500, device="cuda", requires_grad=True)
+def test_long_conv_fft_matches_direct_on_cuda_with_gradients():
+    x = torch.randn(4, 128, 512, device="cuda", requires_grad=True)
     k = (torch.randn(128, 128, device="cuda") / 12).requires_grad_()
-    fast, ref = form(x, k), long_conv_direct(x, k)
+    fast, ref = long_conv_fft(x, k), long_conv_direct(x, k)
     torch.testing.assert_close(fast, ref, rtol=1e-3, atol=1e-3)
     g_fast = torch.autograd.grad(fast.square().sum(), (x, k))
     g_ref = torch.autograd.grad(ref.square().sum(), (x, k))
