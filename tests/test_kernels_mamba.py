@@ -89,6 +89,7 @@ def test_long_conv_fft_equals_direct_and_the_sum_by_hand(length, taps):
     torch.testing.assert_close(direct, by_hand)
     torch.testing.assert_close(long_conv_fft(x.float(), kernel.float()).double(), direct,
                                rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(long_conv_fft(x, kernel), direct)  # fp64 stays fp64
 
 
 def test_cpu_takes_references_and_force_reference_switches_long_conv():
