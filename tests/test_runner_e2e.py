@@ -1,0 +1,142 @@
+"""`mqarbench run / train / eval` end to end on the CPU, on shrunken tiny tasks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from mqarbench.cli import main
+from mqarbench.results.store import read_results
+from test_runner_fixtures import KILL_MARKER_ENV, STANDIN, cli_env, mini_env, mini_tasks  # noqa: F401
+
+
+def run_dirs(out):
+    return sorted(p for p in (out / "runs").iterdir() if p.is_dir())
+
+
+def test_run_positional_mamba_end_to_end(mini_env, capsys):
+    args = ["run", "--model", "mamba", "--suite", "positional", "--preset", "tiny", "--epochs", "2",
+            "--out", "out", "--data-dir", "data"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "Table 1" in printed and "train \\ test" in printed and "leaderboard:" in printed
+    assert (mini_env / "out" / "site" / "index.html").is_file()
+    runs = run_dirs(mini_env / "out")
+    assert len(runs) == 3  # one per train task of the positional suite (one lr, one seed at tiny)
+    trains = set()
+    for run in runs:
+        info = json.loads((run / "run.json").read_text())
+        trains.add(info["train_task"])
+        assert info["trained"] and info["model"] == "mamba" and len(info["history"]) == 2
+        assert info["best_epoch"] in (0, 1) and info["train_tokens_per_s"] > 0
+        assert info["kernel_paths"]["selective_scan"].startswith("reference")
+        assert info["torch_version"] == torch.__version__
+        rows = read_results(run / "results.parquet").to_pylist()
+        assert {r["test_task"] for r in rows} == {"standard", "last", "shuffle"}
+        for test in ("standard", "last", "shuffle"):
+            overall = [r for r in rows if r["test_task"] == test and r["slice"] == "overall"]
+            cells = [r for r in rows if r["test_task"] == test and r["slice"] == "cell"]
+            assert len(overall) == 1 and len(cells) == 2  # (64, 2), (64, 4)
+            assert overall[0]["query_accuracy"] == pytest.approx(np.mean([c["query_accuracy"] for c in cells]))
+            assert overall[0]["num_queries"] == sum(c["num_queries"] for c in cells) > 0
+            assert overall[0]["valid_query_accuracy"] == info["valid_query_accuracy"]
+            with np.load(run / "attention" / f"{test}.npz", allow_pickle=False) as f:
+                assert f["maps"].dtype == np.float16 and f["maps"].shape == (2, 64, 64)
+                assert f["input_ids"].shape == f["labels"].shape == (64,)
+        assert json.loads((run / "results.json").read_text())[0]["run_id"] == run.name
+    assert trains == {"standard", "last", "shuffle"}
+
+    before = {r: (r / "best.pt").stat().st_mtime_ns for r in runs}
+    assert main(args + ["--no-site"]) == 0
+    assert "3 already finished" in capsys.readouterr().err
+    assert before == {r: (r / "best.pt").stat().st_mtime_ns for r in runs}
+
+
+def _train(out, env, *extra):
+    cmd = [sys.executable, "-m", "mqarbench", "train", "--model", STANDIN, "--task", "standard",
+           "--preset", "tiny", "--epochs", "4", "--out", str(out), "--data-dir", str(out.parent / "data"), *extra]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _weights(run):
+    return torch.load(run / "best.pt", weights_only=True)["model"]
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(mini_env, mini_tasks, tmp_path):
+    env = cli_env(mini_tasks)
+    assert _train(tmp_path / "clean", env).returncode == 0
+    killed = _train(tmp_path / "killed", {**env, KILL_MARKER_ENV: str(tmp_path / "marker")})
+    assert killed.returncode == -9, killed.stderr  # SIGKILL on the fifth step: epoch 2 of 4
+    [run] = run_dirs(tmp_path / "killed")
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["state"]["epoch"] == 1
+    resumed = _train(tmp_path / "killed", env)
+    assert resumed.returncode == 0, resumed.stderr
+    [clean] = run_dirs(tmp_path / "clean")
+    assert clean.name == run.name
+    a, b = (json.loads((d / "run.json").read_text()) for d in (clean, run))
+    assert a["history"] == b["history"] and a["best_epoch"] == b["best_epoch"] and b["attempts"] == 2
+    wa, wb = _weights(clean), _weights(run)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    for d in (clean, run):
+        assert main(["eval", str(d), "--test", "standard,last", "--data-dir", str(tmp_path / "data")]) == 0
+    ra, rb = (read_results(d / "results.parquet").to_pylist() for d in (clean, run))
+    key = ("test_task", "slice", "seq_len", "num_kv_pairs", "query_accuracy", "token_accuracy")
+    assert [[r[k] for k in key] for r in ra] == [[r[k] for k in key] for r in rb]
+
+
+def test_corrupt_files_are_detected_and_redone(mini_env, capsys):
+    args = ["train", "--model", STANDIN, "--task", "standard", "--preset", "tiny", "--epochs", "2",
+            "--out", "out", "--data-dir", "data"]
+    assert main(args) == 0
+    [run] = run_dirs(mini_env / "out")
+    good = _weights(run)
+    history = json.loads((run / "run.json").read_text())["history"]
+    raw = bytearray((run / "best.pt").read_bytes())
+    raw[-20] ^= 0xFF
+    (run / "best.pt").write_bytes(bytes(raw))
+    capsys.readouterr()
+    assert main(["eval", str(run), "--test", "standard", "--data-dir", "data"]) == 0  # needs best.pt
+    assert "sha256 differs" in capsys.readouterr().err
+    assert json.loads((run / "run.json").read_text())["history"] == history
+    assert all(torch.equal(good[k], v) for k, v in _weights(run).items())
+    first = read_results(run / "results.parquet").to_pylist()
+
+    (run / "results.parquet").write_bytes(b"not parquet")
+    assert main(["eval", str(run), "--test", "standard", "--data-dir", "data"]) == 0
+    again = read_results(run / "results.parquet").to_pylist()
+    assert [r["query_accuracy"] for r in again] == [r["query_accuracy"] for r in first]
+
+
+def test_trained_run_is_reused_and_only_missing_tests_evaluated(mini_env, capsys):
+    assert main(["train", "--model", STANDIN, "--task", "standard", "--preset", "tiny", "--epochs", "1",
+                 "--out", "out", "--data-dir", "data"]) == 0
+    [run] = run_dirs(mini_env / "out")
+    stamp = (run / "best.pt").stat().st_mtime_ns
+    assert main(["run", "--model", STANDIN, "--suite", "robustness", "--preset", "tiny", "--epochs", "1",
+                 "--out", "out", "--data-dir", "data", "--no-site"]) == 0
+    assert "Fig. 6a" in capsys.readouterr().out
+    assert (run / "best.pt").stat().st_mtime_ns == stamp  # not retrained
+    rows = read_results(run / "results.parquet").to_pylist()
+    overall = [r for r in rows if r["slice"] == "overall"]
+    assert [r["test_task"] for r in overall] == ["position-robustness"]
+    shares = json.loads(overall[0]["block_shares_json"])
+    assert len(shares) == 4 and all(0 <= s <= 1 for s in shares)
+    assert sum(shares) == pytest.approx(1.0) or sum(shares) == 0
+
+
+def test_user_errors_are_one_line(mini_env, capsys, monkeypatch):
+    assert main(["run", "--model", "mamba", "--suite", "nope", "--preset", "tiny"]) == 2
+    assert "unknown suite 'nope'" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)
+    assert main(["run", "--model", STANDIN, "--suite", "robustness", "--preset", "tiny", "--epochs", "1",
+                 "--executor", "ray", "--out", "out", "--data-dir", "data", "--no-site"]) == 2
+    assert 'pip install "mqarbench[distributed]"' in capsys.readouterr().err
+    assert main(["train", "--model", STANDIN, "--task", "position-robustness", "--preset", "tiny"]) == 2
+    assert "test only" in capsys.readouterr().err
+    assert main(["eval", "nowhere", "--test", "standard"]) == 2
+    assert "no finished training run" in capsys.readouterr().err

@@ -1,0 +1,88 @@
+"""Shared pieces of the runner tests: shrunken task specs and a small stand-in model.
+
+The real ``tiny`` preset with a 20,000-token vocabulary costs minutes per suite on two CPU cores;
+the tests copy ``tasks/`` and shrink the tiny preset (L = 64, 2-4 pairs, 64 training examples)
+and the vocabulary (1,024), which exercises exactly the same code paths in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mqarbench.models.adapter import ModelAdapter
+from mqarbench.paths import REPO_ROOT
+
+STANDIN = f"{Path(__file__).resolve()}:Recurrent"
+KILL_MARKER_ENV = "MQARBENCH_TEST_KILL_MARKER"
+
+
+def shrink_tasks(dest: Path) -> Path:
+    tasks = dest / "tasks"
+    shutil.copytree(REPO_ROOT / "tasks", tasks)
+    presets = yaml.safe_load((tasks / "presets.yaml").read_text())
+    presets["tiny"].update(max_seq_len=64, min_kv_pairs=2, max_kv_pairs=4, train={"total": 64},
+                           valid={"per_cell": 8}, test={"per_cell": 8})
+    (tasks / "presets.yaml").write_text(yaml.safe_dump(presets))
+    for spec in tasks.glob("*.yaml"):
+        if spec.name != "presets.yaml":
+            spec.write_text(spec.read_text() + "vocab_size: 1024\n")
+    return tasks
+
+
+@pytest.fixture(scope="session")
+def mini_tasks(tmp_path_factory) -> Path:
+    return shrink_tasks(tmp_path_factory.mktemp("mini"))
+
+
+@pytest.fixture
+def mini_env(mini_tasks, tmp_path, monkeypatch) -> Path:
+    """Run from ``tmp_path`` with the shrunken tasks; returns ``tmp_path``."""
+    monkeypatch.setenv("MQARBENCH_TASKS_DIR", str(mini_tasks))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def cli_env(mini_tasks: Path) -> dict[str, str]:
+    return {**os.environ, "MQARBENCH_TASKS_DIR": str(mini_tasks), "PYTHONPATH": str(REPO_ROOT)}
+
+
+class RecurrentLM(torch.nn.Module):
+    """Embedding -> GRU -> tied-free head: fast, deterministic on CPU, learns a little."""
+
+    def __init__(self, vocab_size: int, d: int = 32):
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab_size, d)
+        self.rnn = torch.nn.GRU(d, d, batch_first=True)
+        self.head = torch.nn.Linear(d, vocab_size)
+        self.steps = 0
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, V)
+        if self.training:
+            self.steps += 1
+            marker = os.environ.get(KILL_MARKER_ENV)
+            if marker and self.steps == 5 and not Path(marker).exists():
+                Path(marker).touch()  # die once, mid-training, like a lost node
+                os.kill(os.getpid(), signal.SIGKILL)
+        return self.head(self.rnn(self.embed(input_ids))[0])
+
+
+class Recurrent(ModelAdapter):
+    name = "recurrent"
+    version = "1"
+    family = "rnn"
+
+    def config(self, preset: str, vocab_size: int, max_len: int) -> dict:
+        return {"d_model": 32, "vocab_size": vocab_size}
+
+    def build(self, preset: str, vocab_size: int, max_len: int) -> torch.nn.Module:
+        return RecurrentLM(vocab_size)
+
+    def state_size(self, preset: str, vocab_size: int, max_len: int) -> int:
+        return 32
