@@ -9,10 +9,11 @@ nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -lms 1000 > "$OU
 for model in mamba pythia; do
   timeout 420 mqarbench run --model "$model" --suite positional --preset small --lr 1e-2 3e-3 \
     --out "runs_$model" --data-dir data --no-site > "$OUT/run_$model.log" 2>&1 &
+  pids="${pids:-} $!"
   sleep 20   # the first builds the datasets
 done
 timeout 200 python3 -m pytest -m gpu -q -rs tests/test_kernels_others.py tests/test_models_others.py \
   > "$OUT/gpu_tests_others.log" 2>&1
-wait %2 %3
+wait $pids
 tar czf "$OUT/results.tgz" runs_*/runs/*/results.json runs_*/runs/*/run.json 2>/dev/null
 tail -30 "$OUT"/run_*.log "$OUT/gpu_tests_others.log"
