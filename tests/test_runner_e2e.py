@@ -20,7 +20,7 @@ def run_dirs(out):
 
 
 def test_run_positional_mamba_end_to_end(mini_env, capsys):
-    args = ["run", "--model", "mamba", "--suite", "positional", "--preset", "tiny", "--epochs", "2",
+    args = ["run", "--model", "mamba", "--suite", "positional", "--preset", "tiny", "--epochs", "1",
             "--out", "out", "--data-dir", "data"]
     assert main(args) == 0
     printed = capsys.readouterr().out
@@ -32,8 +32,8 @@ def test_run_positional_mamba_end_to_end(mini_env, capsys):
     for run in runs:
         info = json.loads((run / "run.json").read_text())
         trains.add(info["train_task"])
-        assert info["trained"] and info["model"] == "mamba" and len(info["history"]) == 2
-        assert info["best_epoch"] in (0, 1) and info["train_tokens_per_s"] > 0
+        assert info["trained"] and info["model"] == "mamba" and len(info["history"]) == 1
+        assert info["best_epoch"] == 0 and info["train_tokens_per_s"] > 0
         assert info["kernel_paths"]["selective_scan"].startswith("reference")
         assert info["torch_version"] == torch.__version__
         rows = read_results(run / "results.parquet").to_pylist()
