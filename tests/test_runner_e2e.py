@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mqarbench.cli import main
-from mqarbench.results.store import read_results
+from mqarbench.results.store import collect_results, read_results
 from test_runner_fixtures import KILL_MARKER_ENV, STANDIN, cli_env, mini_env, mini_tasks  # noqa: F401
 
 
@@ -127,6 +127,16 @@ def test_trained_run_is_reused_and_only_missing_tests_evaluated(mini_env, capsys
     shares = json.loads(overall[0]["block_shares_json"])
     assert len(shares) == 4 and all(0 <= s <= 1 for s in shares)
     assert sum(shares) == pytest.approx(1.0) or sum(shares) == 0
+
+
+def test_worker_processes_give_the_sequential_results(mini_env):
+    common = ["run", "--model", STANDIN, "--suite", "robustness", "--preset", "tiny", "--epochs", "2",
+              "--data-dir", "data", "--no-site", "--lr", "3e-3", "1e-2"]
+    assert main([*common, "--out", "seq"]) == 0
+    assert main([*common, "--out", "par", "--workers-per-gpu", "2"]) == 0
+    key = ("run_id", "test_task", "slice", "seq_len", "num_kv_pairs", "query_accuracy", "block_shares_json")
+    a, b = ([[r[k] for k in key] for r in collect_results(mini_env / d).to_pylist()] for d in ("seq", "par"))
+    assert len(a) == 6 * 3 and sorted(a) == sorted(b)  # 6 runs x (overall + 2 cells)
 
 
 def test_user_errors_are_one_line(mini_env, capsys, monkeypatch):

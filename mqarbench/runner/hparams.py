@@ -34,7 +34,7 @@ class PresetHParams(BaseModel):
 
 
 PRESET_HPARAMS: dict[str, PresetHParams] = {
-    "tiny": PresetHParams(lrs=(3e-3,), epochs=2, batch_size=32, eval_batch_size=32),
+    "tiny": PresetHParams(lrs=(3e-3,), epochs=1, batch_size=32, eval_batch_size=32),
     "small": PresetHParams(lrs=(3e-3, 1e-2), epochs=30, batch_size=256, eval_batch_size=512),
     "paper": PresetHParams(lrs=(1e-4, 3e-4, 1e-3, 3e-3), epochs=30, batch_size=64, eval_batch_size=256),
 }

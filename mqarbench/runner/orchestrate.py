@@ -74,10 +74,9 @@ def _execute(todo: list[RunSpec], executor: str, ray_address: str | None, worker
 
         def done(spec: RunSpec, record: dict) -> None:
             bar.advance(matrix)
-            console.print(f"done {spec.run_id}  {spec.adapter_name:<16} {spec.train.task:<14} "
-                          f"lr {spec.hparams.lr:<7g} seed {spec.seed}  "
-                          f"valid {record.get('valid_query_accuracy', 0):5.1f}  "
-                          f"{record.get('wall_time_s', 0):6.1f}s")
+            console.print(f"done {spec.run_id} {spec.adapter_name} on {spec.train.task}, lr {spec.hparams.lr:g}, "
+                          f"seed {spec.seed}: valid {record.get('valid_query_accuracy', 0):.1f} "
+                          f"in {record.get('wall_time_s', 0):.1f}s", soft_wrap=True)
 
         t0 = time.perf_counter()
         if executor == "ray":
