@@ -84,6 +84,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out, data = _dirs(args)
     hps = sweep(preset, args.lr, args.epochs, args.batch_size)
     console = Console()
+    if not console.is_terminal:
+        console.width = 140  # a log file: do not squeeze the tables to 80 columns
     _, results = run_suite(models, args.suite, preset, hps, list(range(args.seeds)), out, data,
                            args.executor, args.ray_address, args.workers_per_gpu, args.allow_slow_kernels)
     for table in suite_tables(args.suite, results):

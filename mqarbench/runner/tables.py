@@ -39,7 +39,8 @@ def suite_tables(suite: str, results: pa.Table) -> list[Table]:
         if name == "fig6a":
             n_blocks = max((len(json.loads(r["block_shares_json"])) for r in rows if r["block_shares_json"]),
                            default=4)
-            for col in ["model", "trained on", "any block", *[f"block {b + 1}" for b in range(n_blocks)]]:
+            table.add_column("model", no_wrap=True)
+            for col in ["trained on", "any block", *[f"block {b + 1}" for b in range(n_blocks)]]:
                 table.add_column(col)
             for model in models:
                 for e in exps:
@@ -49,13 +50,14 @@ def suite_tables(suite: str, results: pa.Table) -> list[Table]:
                                   *[str(spread([100 * s[b] for s in shares])) for b in range(n_blocks)])
         elif name in ("table1", "table2"):
             tests = list(dict.fromkeys(e.test for e in exps))
-            for col in ["model", "train \\ test", *tests]:
+            table.add_column("model", no_wrap=True)
+            for col in ["train \\ test", *tests]:
                 table.add_column(col)
             for model in models:
                 for train in dict.fromkeys(e.train for e in exps):
                     table.add_row(model, train, *[_score(rows, model, train, t) for t in tests])
         else:
-            table.add_column("model")
+            table.add_column("model", no_wrap=True)
             for e in exps:
                 table.add_column(e.name)
             for model in models:
