@@ -150,3 +150,18 @@ def test_user_errors_are_one_line(mini_env, capsys, monkeypatch):
     assert "test only" in capsys.readouterr().err
     assert main(["eval", "nowhere", "--test", "standard"]) == 2
     assert "no finished training run" in capsys.readouterr().err
+
+
+def test_reference_kernels_on_cuda_are_refused_unless_allowed(mini_env, capsys, monkeypatch):
+    import mqarbench.kernels
+
+    # what a CUDA machine without mamba_ssm reports
+    monkeypatch.setattr(mqarbench.kernels, "slow_paths",
+                        lambda module: ["selective_scan: mamba_ssm not importable (pip install mamba-ssm)"])
+    args = ["train", "--model", STANDIN, "--task", "standard", "--preset", "tiny", "--epochs", "1",
+            "--out", "out", "--data-dir", "data"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "selective_scan: mamba_ssm not importable" in err and "--allow-slow-kernels" in err
+    assert not list((mini_env / "out" / "runs").glob("*/best.pt"))
+    assert main([*args, "--allow-slow-kernels"]) == 0

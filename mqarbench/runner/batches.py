@@ -73,19 +73,22 @@ def length_buckets(cells: list[Cell]) -> list[tuple[np.ndarray, np.ndarray]]:
             for _, group in sorted(by_len.items())]
 
 
-def epoch_batches(buckets: list[tuple[np.ndarray, np.ndarray]], batch_size: int, seed: int,
-                  epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The batches of one epoch: shuffled within each bucket, batch order shuffled, never mixing lengths.
-
-    The order depends only on (seed, epoch), so a resumed run sees exactly the same batches.
+def epoch_plan(sizes: list[int], batch_size: int, seed: int, epoch: int) -> list[tuple[int, np.ndarray]]:
+    """(bucket, row indices) of every batch of one epoch: shuffled within each bucket, batch order
+    shuffled, never mixing lengths. Depends only on (seed, epoch), so a resumed run sees the same batches.
     """
     rng = np.random.default_rng([seed, epoch])
     plan = []
-    for b, (ids, _) in enumerate(buckets):
-        order = rng.permutation(len(ids))
-        plan += [(b, order[i: i + batch_size]) for i in range(0, len(order), batch_size)]
-    for k in rng.permutation(len(plan)):
-        b, rows = plan[k]
+    for b, size in enumerate(sizes):
+        order = rng.permutation(size)
+        plan += [(b, order[i: i + batch_size]) for i in range(0, size, batch_size)]
+    return [plan[k] for k in rng.permutation(len(plan))]
+
+
+def epoch_batches(buckets: list[tuple[np.ndarray, np.ndarray]], batch_size: int, seed: int,
+                  epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The (input_ids, labels) batches of ``epoch_plan``."""
+    for b, rows in epoch_plan([len(ids) for ids, _ in buckets], batch_size, seed, epoch):
         yield buckets[b][0][rows], buckets[b][1][rows]
 
 

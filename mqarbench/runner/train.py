@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from mqarbench.runner.batches import batches_per_epoch, epoch_batches, length_buckets, load_cells
+from mqarbench.runner.batches import batches_per_epoch, epoch_plan, length_buckets, load_cells
 from mqarbench.runner.checkpoint import (CorruptCheckpoint, load_checkpoint, remove_checkpoint,
                                          save_checkpoint)
 from mqarbench.runner.evaluate import autocast, evaluate_cells
@@ -84,8 +84,11 @@ def train_model(spec: RunSpec, model: torch.nn.Module, device: torch.device,
     ds = spec.train.open()
     buckets = length_buckets(load_cells(ds, "train"))
     valid_cells = load_cells(ds, "valid")
-    data_s = time.perf_counter() - t0
     steps = batches_per_epoch(buckets, hp.batch_size)
+    sizes = [len(ids) for ids, _ in buckets]
+    # the whole training split lives on the device: no host copy per step
+    on_device = [(torch.from_numpy(ids).to(device), torch.from_numpy(labels).to(device)) for ids, labels in buckets]
+    data_s = time.perf_counter() - t0
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(steps * hp.epochs, hp.warmup_fraction))
@@ -97,9 +100,10 @@ def train_model(spec: RunSpec, model: torch.nn.Module, device: torch.device,
         model.train()
         t_epoch = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
-        for step, (ids, labels) in enumerate(epoch_batches(buckets, hp.batch_size, spec.seed, epoch)):
-            x = torch.from_numpy(ids).to(device, non_blocking=True)  # (B, L)
-            y = torch.from_numpy(labels).to(device, non_blocking=True)  # (B, L)
+        for step, (bucket, rows) in enumerate(epoch_plan(sizes, hp.batch_size, spec.seed, epoch)):
+            index = torch.from_numpy(rows).to(device)
+            x = on_device[bucket][0].index_select(0, index)  # (B, L)
+            y = on_device[bucket][1].index_select(0, index)  # (B, L)
             with autocast(device):
                 logits = model(x)  # (B, L, V)
             loss = label_loss(logits, y)
