@@ -127,11 +127,17 @@ class HyenaLM(nn.Module):
         nn.init.normal_(self.embed.weight, std=0.02)
         self.unembed.weight = self.embed.weight  # tied, as Hyena's GPT-style LM
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, D)
         x = self.embed(input_ids)  # (B, L, D)
         for block in self.blocks:
             x = block(x)
-        return self.unembed(self.norm(x))  # (B, L, V)
+        return self.norm(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., V)
+        return self.unembed(hidden)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, V)
+        return self.logits(self.hidden_states(input_ids))
 
 
 class Hyena(ModelAdapter):

@@ -136,13 +136,19 @@ class MambaLM(nn.Module):
             with torch.no_grad():
                 block.mixer.out_proj.weight.div_(math.sqrt(len(mixers)))
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, V)
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, d_model)
         hidden, residual = self.embedding(input_ids), None  # (B, L, d_model)
         for block in self.layers:
             hidden, residual = block(hidden, residual)
         add_norm, _ = add_norm_impl(hidden.device)
         normed, _ = add_norm(hidden, residual, self.norm_f_weight, NORM_EPS)
-        return F.linear(normed, self.embedding.weight)
+        return normed
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., d_model) -> (..., V)
+        return F.linear(hidden, self.embedding.weight)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, V)
+        return self.logits(self.hidden_states(input_ids))
 
 
 SIZES = {  # preset -> (n_layers, d_model)

@@ -94,12 +94,18 @@ class PythiaLM(nn.Module):
             for out in (block.attn_out, block.mlp[-1]):
                 nn.init.normal_(out.weight, std=0.02 / math.sqrt(2 * n_layers))
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, D)
         x = self.embed(input_ids)  # (B, L, D)
         cos, sin = rotary_tables(input_ids.shape[1], self.n_rot, self.rotary_base, x.device)
         for block in self.blocks:
             x = block(x, cos, sin)
-        return self.unembed(self.norm(x))  # (B, L, V)
+        return self.norm(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., V)
+        return self.unembed(hidden)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, V)
+        return self.logits(self.hidden_states(input_ids))
 
 
 def preset_config(name: str, presets: dict[str, dict[str, Any]], common: dict[str, Any],

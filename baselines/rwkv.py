@@ -128,11 +128,17 @@ class RWKVLM(nn.Module):
         if tie_embeddings:
             self.unembed.weight = self.embed.weight
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, D)
         x = self.ln_embed(self.embed(input_ids))  # (B, L, D)
         for block in self.blocks:
             x = block(x)
-        return self.unembed(self.norm(x))  # (B, L, V)
+        return self.norm(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., V)
+        return self.unembed(hidden)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, V)
+        return self.logits(self.hidden_states(input_ids))
 
 
 class RWKV(ModelAdapter):

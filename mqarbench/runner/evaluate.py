@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from mqarbench.io import atomic_path
+from mqarbench.models.heads import logits_at
 from mqarbench.runner.batches import Cell
 from mqarbench.runner.metrics import CellScore, score_cell
 
@@ -20,11 +21,16 @@ def autocast(device: torch.device):
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, input_ids: np.ndarray, device: torch.device) -> np.ndarray:
+def predict(model: torch.nn.Module, input_ids: np.ndarray, scored: np.ndarray,
+            device: torch.device) -> np.ndarray:
+    """Argmax predictions (B, L) at the ``scored`` positions (B, L); -1 elsewhere."""
     x = torch.from_numpy(input_ids).to(device)  # (B, L)
+    mask = torch.from_numpy(scored).to(device)  # (B, L)
     with autocast(device):
-        logits = model(x)  # (B, L, V)
-    return logits.argmax(-1).cpu().numpy()  # (B, L)
+        logits = logits_at(model, x, mask)  # (N, V)
+    pred = torch.full(x.shape, -1, dtype=torch.long, device=device)
+    pred[mask] = logits.argmax(-1)
+    return pred.cpu().numpy()  # (B, L)
 
 
 def evaluate_cells(model: torch.nn.Module, cells: list[Cell], device: torch.device,
@@ -38,7 +44,7 @@ def evaluate_cells(model: torch.nn.Module, cells: list[Cell], device: torch.devi
             score = CellScore(cell.seq_len, cell.num_kv_pairs)
             for i in range(0, len(cell), batch_size):
                 part = slice(i, i + batch_size)
-                pred = predict(model, cell.input_ids[part], device)
+                pred = predict(model, cell.input_ids[part], cell.query_index[part] >= 0, device)
                 score.add(score_cell(pred, cell.labels[part], cell.query_index[part], cell.seq_len,
                                      cell.num_kv_pairs,
                                      None if cell.candidates is None else cell.candidates[part]))

@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from mqarbench.models.heads import logits_at
 from mqarbench.runner.batches import batches_per_epoch, epoch_plan, length_buckets, load_cells
 from mqarbench.runner.checkpoint import (CorruptCheckpoint, load_checkpoint, remove_checkpoint,
                                          save_checkpoint)
@@ -50,10 +51,12 @@ def lr_lambda(total_steps: int, warmup_fraction: float) -> Callable[[int], float
     return factor
 
 
-def label_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross entropy on labelled positions only. logits (B, L, V), labels (B, L)."""
+def label_loss(model: torch.nn.Module, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross entropy on labelled positions only. input_ids, labels (B, L)."""
     mask = labels != -100  # (B, L)
-    return F.cross_entropy(logits[mask].float(), labels[mask])
+    with autocast(input_ids.device):
+        logits = logits_at(model, input_ids, mask)  # (N, V)
+    return F.cross_entropy(logits.float(), labels[mask])
 
 
 def _resume(path: Path, best: Path, model, optimizer, scheduler) -> TrainState:
@@ -104,9 +107,7 @@ def train_model(spec: RunSpec, model: torch.nn.Module, device: torch.device,
             index = torch.from_numpy(rows).to(device)
             x = on_device[bucket][0].index_select(0, index)  # (B, L)
             y = on_device[bucket][1].index_select(0, index)  # (B, L)
-            with autocast(device):
-                logits = model(x)  # (B, L, V)
-            loss = label_loss(logits, y)
+            loss = label_loss(model, x, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), hp.grad_clip)
