@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Runner speed on one GPU at preset `small`: `mqarbench run --model all --suite main`, N runs
+# Runner speed on one GPU at preset `small`: `mqarbench run --model "$MODELS" --suite main`, N runs
 # sharing the GPU, with GPU utilization sampled every 500 ms; the GPU tests of the attention,
 # Hyena and RWKV kernels run beside it (their timing is not reported). Runs are resumable, so a
 # second call on the same machine (same ignored mqar_runs/ and mqar_data/) continues the matrix:
 #   OUT=gpu_out LIMIT=560 WORKERS=8 bash benchmarks/gpu_runner.sh
 # Brings back (<= 8 files): steps.log, gpu_util.csv, gpu_tests.log, env.txt, runs.tgz (JSON of
-# every run), summary.md (benchmarks/bench_runner.py), triton.tgz (kernel cache for the next call).
+# every run), summary.md (benchmarks/bench_runner.py), triton_autotune.tgz (autotuning results for the next call).
 set -u
-OUT="${OUT:-gpu_out}"; LIMIT="${LIMIT:-560}"; WORKERS="${WORKERS:-8}"; mkdir -p "$OUT"
+OUT="${OUT:-gpu_out}"; LIMIT="${LIMIT:-560}"; WORKERS="${WORKERS:-8}"; MODELS="${MODELS:-all}"; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 MQARBENCH_DATA_DIR="$PWD/mqar_data" TRITON_CACHE_DIR="$PWD/.triton"
 RUNS="$PWD/mqar_runs/bench"; START=$(date +%s)
-[ -f .triton.tgz ] && tar xzf .triton.tgz
+[ -f .triton_autotune.tgz ] && tar xzf .triton_autotune.tgz
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 500 >> "$OUT/gpu_util.csv" &
 SMI=$!
 { nvidia-smi; python3 -c "import torch; print(torch.__version__, torch.version.cuda)"; mqarbench models list 2>&1;
@@ -20,13 +20,14 @@ timeout 300 python3 -m pytest -m gpu -q -rs tests/test_kernels_others.py tests/t
   > "$OUT/gpu_tests.log" 2>&1 &
 TESTS=$!
 
-echo "### main (limit $((LIMIT - 30))s, $WORKERS runs per GPU) started $(date -u +%FT%TZ)" >> "$OUT/steps.log"
-timeout $((LIMIT - 30)) mqarbench run --model all --suite main --preset small --workers-per-gpu "$WORKERS" \
+echo "### main: $MODELS (limit $((LIMIT - 30))s, $WORKERS runs per GPU) started $(date -u +%FT%TZ)" >> "$OUT/steps.log"
+timeout $((LIMIT - 30)) mqarbench run --model "$MODELS" --suite main --preset small --workers-per-gpu "$WORKERS" \
   --out "$RUNS" --no-site >> "$OUT/steps.log" 2>&1
 echo "### main rc=$? in $(( $(date +%s) - START ))s" >> "$OUT/steps.log"
 
 wait "$TESTS"; kill "$SMI" 2>/dev/null
 tar czf "$OUT/runs.tgz" -C "$(dirname "$RUNS")" --exclude='*.pt' --exclude='*.sha256' --exclude='*.npz' "$(basename "$RUNS")"
-tar czf "$OUT/triton.tgz" .triton 2>/dev/null
+# autotuning results only (kilobytes): with them a fresh machine compiles one config per kernel
+find .triton -name '*.autotune.json' | tar czf "$OUT/triton_autotune.tgz" -T - 2>/dev/null
 python3 benchmarks/bench_runner.py "$RUNS" --gpu-util "$OUT/gpu_util.csv" > "$OUT/summary.md" 2>&1
 tail -n 25 "$OUT/summary.md"; tail -n 5 "$OUT/steps.log"; tail -n 3 "$OUT/gpu_tests.log"

@@ -63,6 +63,13 @@ def _execute(todo: list[RunSpec], executor: str, ray_address: str | None, worker
              console: Console) -> None:
     from mqarbench.runner.executors import run_local, run_ray
 
+    from mqarbench.runner.envinfo import pick_device
+    from mqarbench.runner.warmup import warm_kernels
+
+    device = pick_device()
+    if device.type == "cuda" and (executor == "ray" or workers_per_gpu > 1):
+        # several processes would each compile and autotune the same Triton kernels at once
+        warm_kernels(todo, device, report=console.print)
     with progress_bar(console) as bar:
         matrix = bar.add_task("runs", total=len(todo))
         epochs = bar.add_task("  epochs", total=1, visible=executor == "local" and workers_per_gpu <= 1)
