@@ -66,7 +66,7 @@ def execute(spec: RunSpec, on_step=None) -> dict:
     from mqarbench.runner.batches import load_cells
     from mqarbench.runner.checkpoint import CorruptCheckpoint, load_checkpoint, remove_checkpoint
     from mqarbench.runner.envinfo import environment, peak_memory_mb, pick_device
-    from mqarbench.runner.evaluate import evaluate_cells, save_attention
+    from mqarbench.runner.evaluate import autocast, evaluate_cells, save_attention
     from mqarbench.runner.train import BEST, CHECKPOINT, train_model
 
     if is_finished(spec):
@@ -80,7 +80,8 @@ def execute(spec: RunSpec, on_step=None) -> dict:
     adapter = load_adapter(spec.model)
     torch.manual_seed(spec.seed)
     model = adapter.build(spec.preset, spec.vocab_size, spec.max_len).to(device)
-    check_forward(adapter.name, model, spec.vocab_size, spec.max_len)
+    with autocast(device):  # in training's precision: no kernel is compiled for a dtype it never uses
+        check_forward(adapter.name, model, spec.vocab_size, spec.max_len)
     slow = slow_paths(model)
     if slow and not spec.allow_slow_kernels:
         raise UserError(f"model {adapter.name!r} would train on reference kernels on CUDA ({'; '.join(slow)}); "
