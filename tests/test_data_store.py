@@ -13,7 +13,8 @@ import pytest
 
 from mqarbench.cli import main
 from mqarbench.data import build_dataset, dataset_hash, load_task, verify_datasets
-from mqarbench.data.store import MANIFEST, Dataset, sha256_file
+from mqarbench.data.store import MANIFEST, Dataset
+from mqarbench.io import sha256_file
 from mqarbench.errors import UserError
 
 

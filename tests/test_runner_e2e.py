@@ -165,3 +165,37 @@ def test_reference_kernels_on_cuda_are_refused_unless_allowed(mini_env, capsys, 
     assert "selective_scan: mamba_ssm not importable" in err and "--allow-slow-kernels" in err
     assert not list((mini_env / "out" / "runs").glob("*/best.pt"))
     assert main([*args, "--allow-slow-kernels"]) == 0
+
+
+def test_training_stops_once_validation_is_perfect(mini_env, monkeypatch):
+    import mqarbench.runner.train as train
+
+    monkeypatch.setattr(train, "task_scores", lambda scores: {"query_accuracy": 100.0})
+    args = ["train", "--model", STANDIN, "--task", "standard", "--preset", "tiny", "--epochs", "4",
+            "--out", "out", "--data-dir", "data"]
+    assert main(args) == 0
+    (run,) = run_dirs(mini_env / "out")
+    info = json.loads((run / "run.json").read_text())
+    assert [h["epoch"] for h in info["history"]] == [0] and info["best_epoch"] == 0
+
+
+def test_parallel_runs_start_longest_first(mini_env, monkeypatch):
+    import mqarbench.runner.executors as executors
+    from mqarbench.runner.hparams import sweep
+    from mqarbench.runner.orchestrate import _execute
+    from mqarbench.runner.plan import plan_runs, suite_datasets, train_tokens
+    from pathlib import Path
+    from rich.console import Console
+
+    datasets = suite_datasets("main", "tiny", Path("data"))
+    grid = sweep("tiny", epochs=1) + sweep("tiny", epochs=3)  # two costs per train task
+    specs = plan_runs([STANDIN], "main", "tiny", datasets, grid, [0], Path("out"))
+    for spec in specs:
+        table = spec.train.open().load("train")
+        assert train_tokens(spec) == spec.hparams.epochs * sum(table.column("seq_len").to_pylist())
+    seen = []
+    monkeypatch.setattr(executors, "run_local", lambda todo, done, on_step=None, workers=1: seen.extend(todo))
+    _execute(specs, "local", None, 2, Console(quiet=True))
+    costs = [train_tokens(s) for s in seen]
+    assert sorted(seen, key=lambda s: s.run_id) == sorted(specs, key=lambda s: s.run_id)
+    assert costs == sorted(costs, reverse=True) and len(set(costs)) > 1

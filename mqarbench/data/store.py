@@ -22,7 +22,7 @@ from mqarbench.data.generators import GENERATOR_VERSION, generate_cell
 from mqarbench.data.spec import Cell, TaskSpec, load_task, spec_from_json
 from mqarbench.data.tables import cell_table, digest, schema
 from mqarbench.errors import UserError
-from mqarbench.io import write_json_atomic
+from mqarbench.io import sha256_file, write_json_atomic
 
 MANIFEST = "manifest.json"
 SHORT = 12
@@ -86,14 +86,6 @@ def split_tables(spec: TaskSpec, split: str) -> list[pa.Table]:
     """One table per grid cell, in cell order."""
     return [cell_table(generate_cell(spec, split, seq_len, pairs, count), spec.family, seq_len, pairs)
             for (seq_len, pairs), count in zip(spec.grid.cells, spec.counts[split])]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _find_existing(spec: TaskSpec, data_dir: Path) -> Dataset | None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mqarbench.io import atomic_path, write_text_atomic
+from mqarbench.io import atomic_path, sha256_file, write_text_atomic
 
 
 class CorruptCheckpoint(Exception):
@@ -19,20 +18,12 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` and its digest to ``path.sha256``, each atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        digest = _sha256(tmp)
+        digest = sha256_file(tmp)
     write_text_atomic(_sidecar(path), digest + "\n")
 
 
@@ -44,7 +35,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     sidecar = _sidecar(path)
     if not sidecar.exists():
         raise CorruptCheckpoint(f"{path}: no {sidecar.name} beside it")
-    if _sha256(path) != sidecar.read_text().strip():
+    if sha256_file(path) != sidecar.read_text().strip():
         raise CorruptCheckpoint(f"{path}: sha256 differs from {sidecar.name}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)

@@ -15,7 +15,7 @@ from mqarbench.results.schema import RESULTS_SCHEMA
 from mqarbench.results.store import RESULTS_FILE, read_results
 from mqarbench.runner.hparams import HParams
 from mqarbench.runner.job import is_finished
-from mqarbench.runner.plan import RunSpec, plan_runs, suite_datasets
+from mqarbench.runner.plan import RunSpec, plan_runs, suite_datasets, train_tokens
 
 EXECUTORS = ("local", "ray")
 
@@ -67,7 +67,11 @@ def _execute(todo: list[RunSpec], executor: str, ray_address: str | None, worker
     from mqarbench.runner.warmup import warm_kernels
 
     device = pick_device()
-    if device.type == "cuda" and (executor == "ray" or workers_per_gpu > 1):
+    parallel = executor == "ray" or workers_per_gpu > 1
+    if parallel:
+        # longest runs first, so the matrix does not end with one long run on an idle GPU
+        todo = sorted(todo, key=train_tokens, reverse=True)
+    if device.type == "cuda" and parallel:
         # several processes would each compile and autotune the same Triton kernels at once
         warm_kernels(todo, device, report=console.print)
     with progress_bar(console) as bar:

@@ -82,6 +82,13 @@ def suite_datasets(suite: str, preset: str, data_dir: Path, progress=None) -> di
     return out
 
 
+def train_tokens(spec: RunSpec) -> int:
+    """Tokens one run trains on (all epochs): its cost, up to the model's speed."""
+    ds = spec.train.open()
+    per_epoch = sum(seq_len * count for (seq_len, _), count in zip(ds.spec.grid.cells, ds.spec.counts["train"]))
+    return per_epoch * spec.hparams.epochs
+
+
 def max_seq_len(datasets: list[Dataset]) -> int:
     return max(length for ds in datasets for length, _ in ds.cells())
 

@@ -21,6 +21,9 @@ from mqarbench.runner.metrics import task_scores
 from mqarbench.runner.plan import RunSpec
 
 CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
+# Validation query accuracy (x100) that no later epoch can beat: training stops there, since the
+# best checkpoint is only replaced by a strictly better one (selection is unchanged).
+PERFECT = 100.0
 
 # (epoch, step, steps per epoch) after every optimizer step
 StepCallback = Callable[[int, int, int], None]
@@ -100,6 +103,8 @@ def train_model(spec: RunSpec, model: torch.nn.Module, device: torch.device,
     state.data_s += data_s
 
     for epoch in range(state.epoch + 1, hp.epochs):
+        if state.best_valid >= PERFECT:
+            break
         model.train()
         t_epoch = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
