@@ -3,7 +3,7 @@
 # sharing the GPU, with GPU utilization sampled every 500 ms; the GPU tests of the attention,
 # Hyena and RWKV kernels run beside it (their timing is not reported). Runs are resumable, so a
 # second call on the same machine (same ignored mqar_runs/ and mqar_data/) continues the matrix:
-#   OUT=gpu_out LIMIT=560 WORKERS=8 [MODELS=all] [GPU_TESTS=0] bash benchmarks/gpu_runner.sh
+#   OUT=gpu_out LIMIT=560 WORKERS=8 [MODELS=all] [ONLY="id ..."] [GPU_TESTS=0] bash benchmarks/gpu_runner.sh
 # Brings back (<= 8 files): steps.log, gpu_util.csv, gpu_tests.log, env.txt, runs.tgz (JSON of
 # every run), summary.md (benchmarks/bench_runner.py), triton_autotune.tgz (autotuning results for the next call).
 set -u
@@ -25,7 +25,7 @@ fi
 
 echo "### main: $MODELS (limit $((LIMIT - 30))s, $WORKERS runs per GPU) started $(date -u +%FT%TZ)" >> "$OUT/steps.log"
 timeout $((LIMIT - 30)) mqarbench run --model "$MODELS" --suite main --preset small --workers-per-gpu "$WORKERS" \
-  --out "$RUNS" --no-site >> "$OUT/steps.log" 2>&1
+  --out "$RUNS" --no-site ${ONLY:+--only $ONLY} >> "$OUT/steps.log" 2>&1
 echo "### main rc=$? in $(( $(date +%s) - START ))s" >> "$OUT/steps.log"
 
 [ -n "$TESTS" ] && wait "$TESTS"; kill "$SMI" 2>/dev/null

@@ -199,3 +199,18 @@ def test_parallel_runs_start_longest_first(mini_env, monkeypatch):
     costs = [train_tokens(s) for s in seen]
     assert sorted(seen, key=lambda s: s.run_id) == sorted(specs, key=lambda s: s.run_id)
     assert costs == sorted(costs, reverse=True) and len(set(costs)) > 1
+
+
+def test_only_runs_the_named_runs_of_the_matrix(mini_env, capsys):
+    args = ["run", "--model", STANDIN, "--suite", "positional", "--preset", "tiny", "--epochs", "1",
+            "--out", "out", "--data-dir", "data", "--no-site"]
+    assert main(args + ["--only", "0000"]) == 2  # a user error
+    assert "--only 0000: no run of this matrix" in capsys.readouterr().err
+    from mqarbench.runner.hparams import sweep
+    from mqarbench.runner.plan import plan_runs, suite_datasets
+    from pathlib import Path
+
+    specs = plan_runs([STANDIN], "positional", "tiny", suite_datasets("positional", "tiny", Path("data")),
+                      sweep("tiny", epochs=1), [0], Path("out"))
+    assert main(args + ["--only", specs[1].run_id[:8]]) == 0
+    assert [p.name for p in run_dirs(mini_env / "out")] == [specs[1].run_id]

@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
     p.add_argument("--workers-per-gpu", type=int, default=1,
                    help="runs sharing one GPU at a time (worker processes, or Ray GPU fractions)")
+    p.add_argument("--only", nargs="+", metavar="RUN_ID",
+                   help="run only these runs of the matrix (ids or unique prefixes, as `run` prints them)")
     p.add_argument("--no-site", action="store_true", help="skip building the leaderboard site")
     _common(p)
     p.set_defaults(func=cmd_run)
@@ -87,7 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not console.is_terminal:
         console.width = 140  # a log file: do not squeeze the tables to 80 columns
     _, results = run_suite(models, args.suite, preset, hps, list(range(args.seeds)), out, data,
-                           args.executor, args.ray_address, args.workers_per_gpu, args.allow_slow_kernels)
+                           args.executor, args.ray_address, args.workers_per_gpu, args.allow_slow_kernels,
+                           only=args.only)
     for table in suite_tables(args.suite, results):
         console.print(table)
     if not args.no_site:

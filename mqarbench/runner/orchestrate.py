@@ -11,6 +11,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 
 from mqarbench.data import load_suite
+from mqarbench.errors import UserError
 from mqarbench.results.schema import RESULTS_SCHEMA
 from mqarbench.results.store import RESULTS_FILE, read_results
 from mqarbench.runner.hparams import HParams
@@ -40,11 +41,23 @@ def collect(specs: list[RunSpec]) -> pa.Table:
     return pa.concat_tables(tables) if tables else RESULTS_SCHEMA.empty_table()
 
 
+def select_runs(specs: list[RunSpec], ids: list[str]) -> list[RunSpec]:
+    """The runs named by ``ids`` (full ids or unique prefixes); one that names none is an error."""
+    chosen = []
+    for prefix in ids:
+        hits = [s for s in specs if s.run_id.startswith(prefix)]
+        if len(hits) != 1:
+            what = "no run" if not hits else f"{len(hits)} runs"
+            raise UserError(f"--only {prefix}: {what} of this matrix has that id; use an id printed by `mqarbench run`")
+        chosen += [s for s in hits if s not in chosen]
+    return chosen
+
+
 def run_suite(models: list[str], suite: str, preset: str, sweep: list[HParams], seeds: list[int],
               out_dir: Path, data_dir: Path, executor: str = "local", ray_address: str | None = None,
               workers_per_gpu: int = 1, allow_slow_kernels: bool = False,
-              console: Console | None = None) -> tuple[list[RunSpec], pa.Table]:
-    """Build data, run every missing run of the matrix, return (runs, their results)."""
+              console: Console | None = None, only: list[str] | None = None) -> tuple[list[RunSpec], pa.Table]:
+    """Build data, run every missing run of the matrix (or of its runs ``only``), return (runs, their results)."""
     console = console or Console(stderr=True)
     experiments = load_suite(suite).experiments
     n_tasks = len({t for e in experiments for t in (e.train, e.test)})
@@ -52,6 +65,8 @@ def run_suite(models: list[str], suite: str, preset: str, sweep: list[HParams], 
         data_task = bar.add_task(f"datasets ({preset})", total=n_tasks)
         datasets = suite_datasets(suite, preset, data_dir, lambda _t: bar.advance(data_task))
     specs = plan_runs(models, suite, preset, datasets, sweep, seeds, out_dir, allow_slow_kernels)
+    if only:
+        specs = select_runs(specs, only)
     todo = [s for s in specs if not is_finished(s)]
     console.print(f"{len(specs)} runs ({len(specs) - len(todo)} already finished) -> {out_dir / 'runs'}")
     if todo:
