@@ -16,4 +16,4 @@ timeout 200 python3 -m pytest -m gpu -q -rs tests/test_kernels_others.py tests/t
   > "$OUT/gpu_tests_others.log" 2>&1
 wait $pids
 tar czf "$OUT/results.tgz" runs_*/runs/*/results.json runs_*/runs/*/run.json 2>/dev/null
-tail -30 "$OUT"/run_*.log "$OUT/gpu_tests_others.log"
+tail -n 30 "$OUT"/run_*.log "$OUT/gpu_tests_others.log"

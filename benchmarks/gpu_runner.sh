@@ -33,4 +33,5 @@ tar czf "$OUT/runs.tgz" -C "$(dirname "$RUNS")" --exclude='*.pt' --exclude='*.sh
 # autotuning results only (kilobytes): with them a fresh machine compiles one config per kernel
 find .triton -name '*.autotune.json' | tar czf "$OUT/triton_autotune.tgz" -T - 2>/dev/null
 python3 benchmarks/bench_runner.py "$RUNS" --gpu-util "$OUT/gpu_util.csv" > "$OUT/summary.md" 2>&1
-tail -n 25 "$OUT/summary.md"; tail -n 5 "$OUT/steps.log"; [ -n "$TESTS" ] && tail -n 3 "$OUT/gpu_tests.log"
+tail -n 25 "$OUT/summary.md"; tail -n 5 "$OUT/steps.log"
+if [ -n "$TESTS" ]; then tail -n 3 "$OUT/gpu_tests.log"; fi
