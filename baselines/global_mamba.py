@@ -8,7 +8,6 @@ convolution with a learned kernel of ``long_kernel`` taps per channel, computed 
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
 import torch

@@ -16,10 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from baselines.pythia import preset_config
+from baselines.common import SplitHeadLM, TableAdapter
 from mqarbench.kernels import KernelChoice
 from mqarbench.kernels.long_conv import long_conv_impl
-from mqarbench.models.adapter import ModelAdapter
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(n_layers=2, d_model=64, filter_width=16, pos_dim=9),
@@ -115,7 +114,7 @@ class HyenaBlock(nn.Module):
         return x + self.mlp(self.ln_mlp(x))
 
 
-class HyenaLM(nn.Module):
+class HyenaLM(SplitHeadLM):
     def __init__(self, vocab_size: int, n_layers: int, d_model: int, mlp_ratio: int,
                  **operator_args: Any) -> None:
         super().__init__()
@@ -133,25 +132,17 @@ class HyenaLM(nn.Module):
             x = block(x)
         return self.norm(x)
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., V)
-        return self.unembed(hidden)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, V)
-        return self.logits(self.hidden_states(input_ids))
-
-
-class Hyena(ModelAdapter):
+class Hyena(TableAdapter):
     name = "hyena"
     family = "long-convolution"
     citation = ("Poli et al. 2023, Hyena Hierarchy: Towards Larger Convolutional Language "
                 "Models (ICML)")
     PAPER_PARAMS = 153_000_000
 
-    def config(self, preset: str, vocab_size: int, max_len: int) -> dict[str, Any]:
-        return preset_config(self.name, PRESETS, COMMON, preset, vocab_size, max_len)
-
-    def build(self, preset: str, vocab_size: int, max_len: int) -> nn.Module:
-        return HyenaLM(**self.config(preset, vocab_size, max_len))
+    presets = PRESETS
+    common = COMMON
+    lm_class = HyenaLM
 
     def state_size(self, preset: str, vocab_size: int, max_len: int) -> int:
         """0: the long filters span the whole input, so exact recurrent decoding keeps every past

@@ -13,10 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from mqarbench.errors import UserError
+from baselines.common import SplitHeadLM, TableAdapter
 from mqarbench.kernels import KernelChoice
 from mqarbench.kernels.attention import attention_impl
-from mqarbench.models.adapter import ModelAdapter
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(n_layers=2, d_model=64, n_heads=2, tie_embeddings=True),
@@ -69,7 +68,7 @@ class NeoXBlock(nn.Module):
         return x + self.attn_out(y) + self.mlp(self.ln_mlp(x))
 
 
-class PythiaLM(nn.Module):
+class PythiaLM(SplitHeadLM):
     def __init__(self, vocab_size: int, n_layers: int, d_model: int, n_heads: int,
                  tie_embeddings: bool, rotary_pct: float, rotary_base: float, mlp_ratio: int,
                  **_: Any) -> None:
@@ -101,33 +100,17 @@ class PythiaLM(nn.Module):
             x = block(x, cos, sin)
         return self.norm(x)
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., V)
-        return self.unembed(hidden)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, V)
-        return self.logits(self.hidden_states(input_ids))
-
-
-def preset_config(name: str, presets: dict[str, dict[str, Any]], common: dict[str, Any],
-                  preset: str, vocab_size: int, max_len: int) -> dict[str, Any]:
-    """The preset's configuration, or one line naming the valid presets."""
-    if preset not in presets:
-        raise UserError(f"model '{name}': unknown preset '{preset}'; choose one of {', '.join(presets)}")
-    return dict(common, **presets[preset], vocab_size=vocab_size, max_len=max_len)
-
-
-class Pythia(ModelAdapter):
+class Pythia(TableAdapter):
     name = "pythia"
     family = "attention"
     citation = ("Biderman et al. 2023, Pythia: A Suite for Analyzing Large Language Models "
                 "Across Training and Scaling (ICML)")
     PAPER_PARAMS = 133_000_000
 
-    def config(self, preset: str, vocab_size: int, max_len: int) -> dict[str, Any]:
-        return preset_config(self.name, PRESETS, COMMON, preset, vocab_size, max_len)
-
-    def build(self, preset: str, vocab_size: int, max_len: int) -> nn.Module:
-        return PythiaLM(**self.config(preset, vocab_size, max_len))
+    presets = PRESETS
+    common = COMMON
+    lm_class = PythiaLM
 
     def state_size(self, preset: str, vocab_size: int, max_len: int) -> int:
         """0: attention keeps every past key and value, a cache that grows with L."""

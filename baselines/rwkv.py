@@ -17,10 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.pythia import preset_config
+from baselines.common import SplitHeadLM, TableAdapter
 from mqarbench.kernels import KernelChoice
 from mqarbench.kernels.rwkv import wkv6_impl
-from mqarbench.models.adapter import ModelAdapter
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(n_layers=2, d_model=64, head_size=32, tie_embeddings=True),
@@ -110,7 +109,7 @@ class RWKVBlock(nn.Module):
         return x + self.channel_mix(self.ln_channel(x))
 
 
-class RWKVLM(nn.Module):
+class RWKVLM(SplitHeadLM):
     def __init__(self, vocab_size: int, n_layers: int, d_model: int, head_size: int,
                  tie_embeddings: bool, ffn_mult: float, mix_rank: int, decay_rank: int,
                  **_: Any) -> None:
@@ -134,25 +133,17 @@ class RWKVLM(nn.Module):
             x = block(x)
         return self.norm(x)
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., D) -> (..., V)
-        return self.unembed(hidden)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, V)
-        return self.logits(self.hidden_states(input_ids))
-
-
-class RWKV(ModelAdapter):
+class RWKV(TableAdapter):
     name = "rwkv"
     family = "linear-attention"
     citation = ("Peng et al. 2024, Eagle and Finch: RWKV with Matrix-Valued States and Dynamic "
                 "Recurrence (RWKV-6); the paper used RWKV-4, Peng et al. 2023 (EMNLP Findings)")
     PAPER_PARAMS = 153_000_000
 
-    def config(self, preset: str, vocab_size: int, max_len: int) -> dict[str, Any]:
-        return preset_config(self.name, PRESETS, COMMON, preset, vocab_size, max_len)
-
-    def build(self, preset: str, vocab_size: int, max_len: int) -> nn.Module:
-        return RWKVLM(**self.config(preset, vocab_size, max_len))
+    presets = PRESETS
+    common = COMMON
+    lm_class = RWKVLM
 
     def state_size(self, preset: str, vocab_size: int, max_len: int) -> int:
         """Per layer: a (K x K) WKV state per head, plus the last token of each of the two

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mqarbench.data.generators import GENERATOR_VERSION, generate_cell
-from mqarbench.data.spec import Cell, TaskSpec, load_task, spec_from_json
+from mqarbench.data.spec import TaskSpec, load_task, spec_from_json
 from mqarbench.data.tables import cell_table, digest, schema
 from mqarbench.errors import UserError
 from mqarbench.io import sha256_file, write_json_atomic
