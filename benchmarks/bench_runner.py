@@ -12,6 +12,7 @@ import argparse
 import csv
 import json
 import statistics
+from datetime import datetime
 from pathlib import Path
 
 from mqarbench.data import load_suite
@@ -70,15 +71,41 @@ def calibration(found: list[tuple[Path, dict]]) -> list[str]:
     return lines
 
 
-def utilization(path: Path) -> str:
+def gpu_samples(path: Path) -> list[tuple[float, float, float]]:
+    """(seconds since the first sample, utilization %, memory MiB) per nvidia-smi CSV row."""
+    samples, start = [], None
     with open(path) as f:
-        values = [float(row[1].strip().rstrip(" %")) for row in csv.reader(f) if len(row) > 1
-                  and row[1].strip().rstrip(" %").replace(".", "", 1).isdigit()]
-    if not values:
+        for row in csv.reader(f):
+            try:
+                when = datetime.strptime(row[0].strip(), "%Y/%m/%d %H:%M:%S.%f")
+                util, mem = float(row[1].strip().rstrip(" %")), float(row[2].strip().split()[0])
+            except (IndexError, ValueError):  # the header, or a row cut short
+                continue
+            start = start or when
+            samples.append(((when - start).total_seconds(), util, mem))
+    return samples
+
+
+def utilization(samples: list[tuple[float, float, float]]) -> str:
+    if not samples:
         return "GPU utilization: no samples"
+    values = [util for _, util, _ in samples]
     busy = sum(v > 0 for v in values) / len(values)
     return (f"GPU utilization over {len(values)} samples (500 ms): mean {statistics.mean(values):.0f}%, "
             f"median {statistics.median(values):.0f}%, non-zero {100 * busy:.0f}% of the time")
+
+
+def timeline(samples: list[tuple[float, float, float]], bucket_s: float = 30.0) -> list[str]:
+    """GPU utilization and memory over the run, one row per ``bucket_s`` seconds."""
+    buckets: dict[int, list[tuple[float, float]]] = {}
+    for t, util, mem in samples:
+        buckets.setdefault(int(t // bucket_s), []).append((util, mem))
+    lines = ["| from s | utilization % | memory GiB | |", "| ---: | ---: | ---: | --- |"]
+    for index in sorted(buckets):
+        util = statistics.mean(u for u, _ in buckets[index])
+        mem = max(m for _, m in buckets[index]) / 1024
+        lines.append(f"| {index * bucket_s:.0f} | {util:.0f} | {mem:.1f} | {'#' * round(util / 5)} |")
+    return lines
 
 
 def main() -> None:
@@ -94,7 +121,8 @@ def main() -> None:
         print("\n## Per model\n", *per_model(found, args.suite, args.epochs), sep="\n")
         print("\n## Calibration (trained on standard, query accuracy %)\n", *calibration(found), sep="\n")
     if args.gpu_util and args.gpu_util.exists():
-        print("\n" + utilization(args.gpu_util))
+        samples = gpu_samples(args.gpu_util)
+        print("\n" + utilization(samples), "\n## GPU over time\n", *timeline(samples), sep="\n")
 
 
 if __name__ == "__main__":
