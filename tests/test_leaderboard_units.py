@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import struct
 import zlib
 
@@ -10,10 +12,12 @@ import pytest
 
 from mqarbench.data import build_dataset, tokens
 from mqarbench.leaderboard.boards import Score, block_share_list, build_boards
+from mqarbench.leaderboard.catalog import Column
 from mqarbench.leaderboard.example import pick_example, roles
 from mqarbench.leaderboard.png import attention_png
 from mqarbench.leaderboard.sources import Entry
 from mqarbench.leaderboard.svg import heatmap, share_bars
+from mqarbench.leaderboard.tables import leader_rows
 from mqarbench.results.store import to_table
 from test_leaderboard_fixtures import catalog, run_rows  # noqa: F401
 
@@ -108,3 +112,15 @@ def test_example_roles_follow_the_layout(task, catalog):
     lo, hi = tokens.key_range(ds.spec.vocab_size)
     assert all(lo <= k < hi for k in keys) and not keys & values
     assert all(t.role == "special" for t in marked if t.token_id in (tokens.SEP, tokens.SEP_KV) and t.answer is None)
+
+
+def test_best_is_marked_only_where_it_singles_a_model_out():
+    columns = [Column("3", name, name, name) for name in ("learned", "nobody", "tie")]
+    scores = {"a": {"learned": 90.0, "nobody": 0.0, "tie": 50.0},
+              "b": {"learned": 40.0, "nobody": 0.0, "tie": 50.0}}
+    board = SimpleNamespace(entries=[
+        SimpleNamespace(entry=SimpleNamespace(name=name),
+                        score=lambda train, test, m=by_task: Score((m[train],)))
+        for name, by_task in scores.items()])
+    best = {row.entry.entry.name: row.best for row in leader_rows(board, columns)}
+    assert best == {"a": [True, False, False], "b": [False, False, False]}

@@ -15,7 +15,7 @@ class LeaderRow:
 
     entry: BoardEntry
     scores: list[Score | None]  # one per column, None: not run
-    best: list[bool]  # per column: the best mean of the board
+    best: list[bool]  # per column: the best mean of the board, where it singles anyone out
 
     @property
     def average(self) -> float | None:
@@ -32,8 +32,10 @@ def leader_rows(board: Board, columns: list[Column]) -> list[LeaderRow]:
     for i in range(len(columns)):
         means = [r.scores[i].mean for r in rows if r.scores[i] is not None]
         top = max(means, default=None)
+        # a column where nobody scored, or everybody scored the same, has no best to mark
+        marked = top is not None and top > 0 and min(means) < top
         for r in rows:
-            r.best.append(r.scores[i] is not None and r.scores[i].mean == top)
+            r.best.append(marked and r.scores[i] is not None and r.scores[i].mean == top)
     return sorted(rows, key=lambda r: (r.average is None, -(r.average or 0.0),
                                        -sum(s is not None for s in r.scores), r.entry.entry.name))
 
