@@ -93,3 +93,35 @@ def test_checkpoint_roundtrip_and_corruption_detected(tmp_path):
     path.with_name("checkpoint.pt.sha256").unlink()
     with pytest.raises(CorruptCheckpoint, match="no checkpoint.pt.sha256"):
         load_checkpoint(path)
+
+
+def test_default_runs_per_gpu_follow_its_memory_and_the_preset():
+    from mqarbench.runner.envinfo import default_workers_per_gpu
+
+    h100, h200, a100_40, l4 = 79.19, 139.8, 39.4, 22.0  # total memory in GiB as torch reports it
+    assert [default_workers_per_gpu("small", m) for m in (h100, h200, a100_40, l4, 6.0)] == [8, 8, 4, 2, 1]
+    assert default_workers_per_gpu("paper", h200) == 1  # a paper-sized run fills a GPU
+    assert default_workers_per_gpu("small", None) == 1  # CPU
+
+
+def test_run_picks_runs_per_gpu_unless_given(monkeypatch, capsys):
+    import mqarbench.runner.envinfo
+    import mqarbench.runner.orchestrate
+    from mqarbench.cli import main
+    from mqarbench.results.store import to_table
+
+    seen = []
+
+    def fake_run_suite(*args, **kwargs):
+        seen.append(args[9])  # workers_per_gpu
+        return None, to_table([])
+
+    monkeypatch.setattr(mqarbench.runner.orchestrate, "run_suite", fake_run_suite)
+    monkeypatch.setattr(mqarbench.runner.envinfo, "gpu_memory_gib", lambda: 79.19)
+    base = ["run", "--model", "mamba", "--suite", "main", "--preset", "small", "--no-site"]
+    assert main(base) == 0 and seen == [8]
+    assert "no --workers-per-gpu given: 8 run(s) share the GPU (79 GiB, preset 'small')" in capsys.readouterr().err
+    assert main([*base, "--workers-per-gpu", "3"]) == 0 and seen == [8, 3]
+    assert main([*base, "--workers-per-gpu", "0"]) == 2
+    monkeypatch.setattr(mqarbench.runner.envinfo, "gpu_memory_gib", lambda: None)
+    assert main(base) == 0 and seen == [8, 3, 1]

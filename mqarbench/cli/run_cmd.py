@@ -30,8 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per setting (default 1)")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
-    p.add_argument("--workers-per-gpu", type=int, default=1,
-                   help="runs sharing one GPU at a time (worker processes, or Ray GPU fractions)")
+    p.add_argument("--workers-per-gpu", type=int, default=None,
+                   help="runs sharing one GPU at a time (worker processes, or Ray GPU fractions); "
+                        "default: as many as the GPU's memory holds (8 on an 80 GB GPU), 1 at preset "
+                        "paper and on a CPU")
     p.add_argument("--only", nargs="+", metavar="RUN_ID",
                    help="run only these runs of the matrix (ids or unique prefixes, as `run` prints them)")
     p.add_argument("--no-site", action="store_true", help="skip building the leaderboard site")
@@ -64,6 +66,17 @@ def _preset(args: argparse.Namespace) -> str:
     return preset
 
 
+def _workers_per_gpu(preset: str) -> int:
+    from mqarbench.runner.envinfo import default_workers_per_gpu, gpu_memory_gib
+
+    memory = gpu_memory_gib()
+    workers = default_workers_per_gpu(preset, memory)
+    if memory is not None:
+        print(f"no --workers-per-gpu given: {workers} run(s) share the GPU ({memory:.0f} GiB, preset {preset!r})",
+              file=sys.stderr)
+    return workers
+
+
 def _dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     out = getattr(args, "out", None) or default_out_dir()
     return Path(out), Path(args.data_dir or default_data_dir())
@@ -78,18 +91,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mqarbench.runner.orchestrate import run_suite
     from mqarbench.runner.tables import suite_tables
 
-    if args.seeds < 1 or args.workers_per_gpu < 1:
+    if args.seeds < 1 or (args.workers_per_gpu is not None and args.workers_per_gpu < 1):
         raise UserError("--seeds and --workers-per-gpu must be at least 1")
     load_suite(args.suite)  # an unknown suite fails before anything is built
     models = resolve_models(args.model)
     preset = _preset(args)
+    workers = args.workers_per_gpu or _workers_per_gpu(preset)
     out, data = _dirs(args)
     hps = sweep(preset, args.lr, args.epochs, args.batch_size)
     console = Console()
     if not console.is_terminal:
         console.width = 140  # a log file: do not squeeze the tables to 80 columns
     _, results = run_suite(models, args.suite, preset, hps, list(range(args.seeds)), out, data,
-                           args.executor, args.ray_address, args.workers_per_gpu, args.allow_slow_kernels,
+                           args.executor, args.ray_address, workers, args.allow_slow_kernels,
                            only=args.only)
     for table in suite_tables(args.suite, results):
         console.print(table)
