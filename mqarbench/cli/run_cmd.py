@@ -34,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="runs sharing one GPU at a time (worker processes, or Ray GPU fractions); "
                         "default: as many as the GPU's memory holds (8 on an 80 GB GPU), 1 at preset "
                         "paper and on a CPU")
+    p.add_argument("--pack", type=int, default=None, metavar="K",
+                   help="train up to K runs at once in this process, each replaying its step as a CUDA "
+                        "graph on its own stream (default on a GPU: as many as its memory holds; 1 on a "
+                        "CPU); --pack 1 trains one run per process as before")
     p.add_argument("--only", nargs="+", metavar="RUN_ID",
                    help="run only these runs of the matrix (ids or unique prefixes, as `run` prints them)")
     p.add_argument("--no-site", action="store_true", help="skip building the leaderboard site")
@@ -93,10 +97,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.seeds < 1 or (args.workers_per_gpu is not None and args.workers_per_gpu < 1):
         raise UserError("--seeds and --workers-per-gpu must be at least 1")
+    if args.pack is not None and args.pack < 1:
+        raise UserError(f"--pack must be at least 1, got {args.pack}")
     load_suite(args.suite)  # an unknown suite fails before anything is built
     models = resolve_models(args.model)
     preset = _preset(args)
-    workers = args.workers_per_gpu or _workers_per_gpu(preset)
+    # packed runs share the GPU inside one process; worker processes are for --pack 1
+    workers = args.workers_per_gpu or (_workers_per_gpu(preset) if args.pack == 1 else 1)
     out, data = _dirs(args)
     hps = sweep(preset, args.lr, args.epochs, args.batch_size)
     console = Console()
@@ -104,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.width = 140  # a log file: do not squeeze the tables to 80 columns
     _, results = run_suite(models, args.suite, preset, hps, list(range(args.seeds)), out, data,
                            args.executor, args.ray_address, workers, args.allow_slow_kernels,
-                           only=args.only)
+                           only=args.only, pack=args.pack)
     for table in suite_tables(args.suite, results):
         console.print(table)
     if not args.no_site:

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -56,21 +57,35 @@ def is_finished(spec: RunSpec) -> bool:
                 and not missing_tests(spec))
 
 
-def execute(spec: RunSpec, on_step=None) -> dict:
-    """Run ``spec`` to completion; return its ``run.json`` record."""
+@dataclass
+class OpenRun:
+    """A run ready to train or to be evaluated: its model on the device and its record so far."""
+
+    spec: RunSpec
+    model: "torch.nn.Module"
+    device: "torch.device"
+    record: dict
+    info: dict  # the run.json found on disk (empty if none)
+    best: dict | None  # the best checkpoint, when training had already finished
+    t0: float
+
+    @property
+    def needs_training(self) -> bool:
+        return self.best is None
+
+
+def open_run(spec: RunSpec) -> OpenRun | None:
+    """Build and check the run's model and write its ``run.json``; None if the run is finished."""
     import torch
 
     from mqarbench.kernels import kernel_paths, slow_paths
     from mqarbench.models.checks import check_forward
     from mqarbench.models.registry import load_adapter
-    from mqarbench.runner.batches import load_cells
-    from mqarbench.runner.checkpoint import CorruptCheckpoint, load_checkpoint, remove_checkpoint
-    from mqarbench.runner.envinfo import environment, peak_memory_mb, pick_device
-    from mqarbench.runner.evaluate import autocast, evaluate_cells, save_attention
-    from mqarbench.runner.train import BEST, CHECKPOINT, train_model
+    from mqarbench.runner.envinfo import environment, pick_device
+    from mqarbench.runner.evaluate import autocast
 
     if is_finished(spec):
-        return read_run_json(spec.run_dir)
+        return None
     t0 = time.perf_counter()
     run_dir = spec.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -98,26 +113,48 @@ def execute(spec: RunSpec, on_step=None) -> dict:
         "kernel_paths": kernel_paths(model), **environment(device),
         "spec": spec.to_json(), "trained": bool(info.get("trained")), "attempts": info.get("attempts", 0) + 1,
     }
-    try:
-        best = load_checkpoint(run_dir / BEST, map_location=device) if record["trained"] else None
-    except CorruptCheckpoint as err:
-        print(f"warning: {err}; training this run again", file=sys.stderr)
-        remove_checkpoint(run_dir / CHECKPOINT)
-        remove_checkpoint(run_dir / BEST)
-        best = None
+    best = _recover_best(spec, device) if record["trained"] else None
     record["trained"] = best is not None
     write_json_atomic(run_dir / RUN_JSON, record)
-    if best is None:
-        state = train_model(spec, model, device, on_step)
+    return OpenRun(spec, model, device, record, info, best, t0)
+
+
+def _recover_best(spec: RunSpec, device) -> dict | None:
+    """The best checkpoint of a trained run; a corrupt one sends the run back to training."""
+    from mqarbench.runner.checkpoint import CorruptCheckpoint, load_checkpoint, remove_checkpoint
+    from mqarbench.runner.train import BEST, CHECKPOINT
+
+    try:
+        return load_checkpoint(spec.run_dir / BEST, map_location=device)
+    except CorruptCheckpoint as err:
+        print(f"warning: {err}; training this run again", file=sys.stderr)
+        remove_checkpoint(spec.run_dir / CHECKPOINT)
+        remove_checkpoint(spec.run_dir / BEST)
+        return None
+
+
+def finish_run(run: OpenRun, state=None, pack_size: int = 1) -> dict:
+    """Record training (``state``, a ``TrainState``, when this call trained the run), load the best
+    weights, evaluate every missing test task and write results and ``run.json``."""
+    from mqarbench.runner.batches import load_cells
+    from mqarbench.runner.checkpoint import load_checkpoint
+    from mqarbench.runner.envinfo import peak_memory_mb
+    from mqarbench.runner.evaluate import evaluate_cells, save_attention
+    from mqarbench.runner.train import BEST
+
+    spec, record, info, device, model = run.spec, run.record, run.info, run.device, run.model
+    run_dir = spec.run_dir
+    best = run.best
+    if state is not None:
         timing = {"train_s": state.train_s, "data_s": state.data_s, "eval_s": state.eval_s}
         record.update(best_epoch=state.best_epoch, valid_query_accuracy=state.best_valid,
-                      history=state.history,
+                      history=state.history, pack_size=pack_size,
                       train_tokens_per_s=state.train_tokens / state.train_s if state.train_s else 0.0)
         best = load_checkpoint(run_dir / BEST, map_location=device)
     else:
         timing = dict(info.get("timing", {}))
         record.update({k: info[k] for k in ("best_epoch", "valid_query_accuracy", "history",
-                                            "train_tokens_per_s") if k in info})
+                                            "train_tokens_per_s", "pack_size") if k in info})
     model.load_state_dict(best["model"])
     record["trained"] = True
     record["peak_memory_mb"] = max(peak_memory_mb(device), info.get("peak_memory_mb", 0.0))
@@ -137,7 +174,7 @@ def execute(spec: RunSpec, on_step=None) -> dict:
         new_rows.append((test, scores))
     timing["data_s"] = timing.get("data_s", 0.0) + data_s
     timing["eval_s"] = timing.get("eval_s", 0.0) + time.perf_counter() - t_test - data_s
-    timing["wall_s"] = timing.get("wall_s", 0.0) + time.perf_counter() - t0
+    timing["wall_s"] = timing.get("wall_s", 0.0) + time.perf_counter() - run.t0
     timing["overhead_s"] = max(0.0, timing["wall_s"] - timing["train_s"] - timing["data_s"] - timing["eval_s"])
     record["timing"] = timing
     record["wall_time_s"] = timing["wall_s"]
@@ -146,3 +183,14 @@ def execute(spec: RunSpec, on_step=None) -> dict:
     write_results(to_table(rows), run_dir / RESULTS_FILE)
     write_json_atomic(run_dir / RUN_JSON, record)
     return record
+
+
+def execute(spec: RunSpec, on_step=None) -> dict:
+    """Run ``spec`` to completion on its own; return its ``run.json`` record."""
+    from mqarbench.runner.train import train_model
+
+    run = open_run(spec)
+    if run is None:
+        return read_run_json(spec.run_dir)
+    state = train_model(spec, run.model, run.device, on_step) if run.needs_training else None
+    return finish_run(run, state)

@@ -56,7 +56,8 @@ def select_runs(specs: list[RunSpec], ids: list[str]) -> list[RunSpec]:
 def run_suite(models: list[str], suite: str, preset: str, sweep: list[HParams], seeds: list[int],
               out_dir: Path, data_dir: Path, executor: str = "local", ray_address: str | None = None,
               workers_per_gpu: int = 1, allow_slow_kernels: bool = False,
-              console: Console | None = None, only: list[str] | None = None) -> tuple[list[RunSpec], pa.Table]:
+              console: Console | None = None, only: list[str] | None = None,
+              pack: int | None = None) -> tuple[list[RunSpec], pa.Table]:
     """Build data, run every missing run of the matrix (or of its runs ``only``), return (runs, their results)."""
     console = console or Console(stderr=True)
     experiments = load_suite(suite).experiments
@@ -70,23 +71,32 @@ def run_suite(models: list[str], suite: str, preset: str, sweep: list[HParams], 
     todo = [s for s in specs if not is_finished(s)]
     console.print(f"{len(specs)} runs ({len(specs) - len(todo)} already finished) -> {out_dir / 'runs'}")
     if todo:
-        _execute(todo, executor, ray_address, workers_per_gpu, console)
+        _execute(todo, executor, ray_address, workers_per_gpu, console, pack)
     return specs, collect(specs)
 
 
+def packing(pack: int | None, executor: str, device_type: str) -> int:
+    """Runs trained at once in one process: ``--pack`` if given; by default as many as fit on a
+    GPU (0 = no fixed limit) and one on a CPU, where side-by-side runs gain nothing."""
+    if pack is not None:
+        return pack
+    return 0 if device_type == "cuda" and executor == "local" else 1
+
+
 def _execute(todo: list[RunSpec], executor: str, ray_address: str | None, workers_per_gpu: int,
-             console: Console) -> None:
+             console: Console, pack: int | None = None) -> None:
     from mqarbench.runner.executors import run_local, run_ray
 
     from mqarbench.runner.envinfo import pick_device
     from mqarbench.runner.warmup import warm_kernels
 
     device = pick_device()
-    parallel = executor == "ray" or workers_per_gpu > 1
+    pack = packing(pack, executor, device.type)
+    parallel = executor == "ray" or workers_per_gpu > 1 or pack != 1
     if parallel:
         # longest runs first, so the matrix does not end with one long run on an idle GPU
         todo = sorted(todo, key=train_tokens, reverse=True)
-    if device.type == "cuda" and parallel:
+    if device.type == "cuda" and parallel and pack == 1:
         # several processes would each compile and autotune the same Triton kernels at once
         warm_kernels(todo, device, report=console.print)
     with progress_bar(console) as bar:
@@ -107,6 +117,11 @@ def _execute(todo: list[RunSpec], executor: str, ray_address: str | None, worker
         t0 = time.perf_counter()
         if executor == "ray":
             run_ray(todo, done, ray_address, workers_per_gpu)
+        elif pack != 1:
+            from mqarbench.runner.pack import train_pack
+
+            alone = train_pack(todo, done, pack or None, report=console.print)
+            run_local(alone, done, on_step=on_step, workers=workers_per_gpu)
         else:
             run_local(todo, done, on_step=on_step, workers=workers_per_gpu)
         bar.update(epochs, visible=False)

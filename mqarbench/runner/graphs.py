@@ -1,0 +1,167 @@
+"""A member whose whole training step is a CUDA graph, replayed on a stream of its own.
+
+At preset ``small`` a step is hundreds of small kernels: eager PyTorch spends more time
+launching them than the GPU spends running them, and one process runs one kernel at a time.
+Here each run's step (forward, backward, clipping, AdamW) is captured once per length bucket
+and replayed; runs on different streams overlap on the GPU (``mqarbench/runner/pack.py``).
+
+A graph needs fixed shapes and no host synchronisation, so the step differs from the eager
+one only in how it finds the labelled positions: not by a boolean mask (a data-dependent
+shape), but through precomputed (row, slot) -> position tables padded to the bucket's most
+labels per row, the padding ignored by the loss; a short last batch is filled with a blank
+row that has no labels. The loss is the same mean over the same labelled positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mqarbench.models.heads import has_split_head
+from mqarbench.runner.evaluate import autocast
+from mqarbench.runner.train import Member, StepCallback, TrainData
+from mqarbench.runner.plan import RunSpec
+
+# Eager steps per bucket before capture: Triton autotuning, cuFFT plans, lazy caches and the
+# optimizer's state are all created outside the graph.
+WARMUP_STEPS = 2
+
+
+@dataclass
+class StaticBucket:
+    """One length bucket with a blank last row (PAD input, no labels)."""
+
+    input_ids: torch.Tensor  # (N + 1, L)
+    positions: torch.Tensor  # (N + 1, Q) labelled positions of each row, 0-padded
+    targets: torch.Tensor  # (N + 1, Q) their labels, -100 in the padding
+
+    @property
+    def blank(self) -> int:
+        return self.input_ids.shape[0] - 1
+
+
+def label_table(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For labels (N, L): positions (N, Q) and targets (N, Q) of each row's labelled positions in
+    order, Q = the most labels in a row; padding is position 0 with target -100."""
+    mask = labels != -100  # (N, L)
+    counts = mask.sum(1)
+    q = max(1, int(counts.max()) if len(counts) else 1)
+    positions = np.zeros((len(labels), q), dtype=np.int64)
+    targets = np.full((len(labels), q), -100, dtype=np.int64)
+    rows, cols = np.nonzero(mask)  # row-major
+    slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    positions[rows, slot] = cols
+    targets[rows, slot] = labels[rows, cols]
+    return positions, targets
+
+
+def static_buckets(data: TrainData, device: torch.device) -> list[StaticBucket]:
+    """The split's buckets in graph form, built once per split and shared by its members."""
+    cached = getattr(data, "_static", None)
+    if cached is None:
+        cached = []
+        for ids, labels in data.host_buckets:
+            positions, targets = label_table(labels)
+            pad = lambda a, v: np.concatenate([a, np.full((1, a.shape[1]), v, dtype=a.dtype)])  # noqa: E731
+            cached.append(StaticBucket(torch.from_numpy(pad(ids, 0)).to(device),
+                                       torch.from_numpy(pad(positions, 0)).to(device),
+                                       torch.from_numpy(pad(targets, -100)).to(device)))
+        data._static = cached
+    return cached
+
+
+def static_loss(model: torch.nn.Module, bucket: StaticBucket, rows: torch.Tensor) -> torch.Tensor:
+    """Cross entropy over the labelled positions of rows (B,) of ``bucket``, fixed shapes throughout."""
+    x = bucket.input_ids.index_select(0, rows)  # (B, L)
+    pos = bucket.positions.index_select(0, rows)  # (B, Q)
+    target = bucket.targets.index_select(0, rows)  # (B, Q)
+    with autocast(x.device):
+        if has_split_head(model):
+            hidden = model.hidden_states(x)  # (B, L, D)
+            picked = hidden.gather(1, pos.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # (B, Q, D)
+            logits = model.logits(picked)  # (B, Q, V)
+        else:
+            full = model(x)  # (B, L, V)
+            logits = full.gather(1, pos.unsqueeze(-1).expand(-1, -1, full.shape[-1]))  # (B, Q, V)
+    return F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), ignore_index=-100)
+
+
+class GraphedMember(Member):
+    """A ``Member`` that trains by replaying one captured step per length bucket on ``stream``."""
+
+    def __init__(self, spec: RunSpec, model: torch.nn.Module, data: TrainData, device: torch.device,
+                 stream: torch.cuda.Stream, on_step: StepCallback | None = None):
+        stream.wait_stream(torch.cuda.current_stream(device))  # the model was built on that stream
+        with torch.cuda.stream(stream):
+            super().__init__(spec, model, data, device, on_step, capturable=True)
+        self.stream = stream
+        self.static = static_buckets(data, device)
+        self.rows = torch.zeros(spec.hparams.batch_size, dtype=torch.long, device=device)  # (B,)
+        self.plan_rows = self.rows.new_zeros((0, spec.hparams.batch_size))  # (steps, B)
+        self.pool = torch.cuda.graph_pool_handle()
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        with torch.cuda.stream(stream):
+            self._capture()
+
+    def _step_body(self, bucket: int) -> torch.Tensor:
+        loss = static_loss(self.model, self.static[bucket], self.rows)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.hparams.grad_clip)
+        self.optimizer.step()
+        return loss
+
+    def _capture(self) -> None:
+        """Warm up and capture every bucket's step, leaving weights and optimizer state as they were."""
+        params = [p.detach().clone() for p in self.model.parameters()]
+        had_state = bool(self.optimizer.state)
+        saved = {id(p): {k: v.clone() for k, v in s.items()} for p, s in self.optimizer.state.items()}
+        batch = self.spec.hparams.batch_size
+        for b, bucket in enumerate(self.static):
+            self.rows.copy_(torch.arange(batch, device=self.device) % bucket.blank)
+            for _ in range(WARMUP_STEPS):
+                self._step_body(b)
+        for b in range(len(self.static)):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
+                loss = self._step_body(b)
+            self.graphs[b] = (graph, loss)
+        with torch.no_grad():
+            for p, value in zip(self.model.parameters(), params):
+                p.copy_(value)
+            for p, state in self.optimizer.state.items():
+                for k, v in state.items():
+                    if had_state:
+                        v.copy_(saved[id(p)][k])
+                    else:
+                        v.zero_()  # the state AdamW creates on its first step
+
+    def begin_epoch(self) -> None:
+        with torch.cuda.stream(self.stream):
+            super().begin_epoch()
+            batch = self.spec.hparams.batch_size
+            table = np.empty((len(self.plan), batch), dtype=np.int64)
+            for i, (b, rows) in enumerate(self.plan):
+                table[i, : len(rows)] = rows
+                table[i, len(rows):] = self.static[b].blank
+            self.plan_rows = torch.from_numpy(table).to(self.device)
+
+    def step(self) -> None:
+        bucket, rows = self.plan[self.cursor]
+        graph, loss = self.graphs[bucket]
+        with torch.cuda.stream(self.stream):
+            self.rows.copy_(self.plan_rows[self.cursor])
+            graph.replay()
+            self.after_step(loss, len(rows) * self.static[bucket].input_ids.shape[1])
+
+    def end_epoch(self, train_s: float | None = None) -> None:
+        with torch.cuda.stream(self.stream):
+            super().end_epoch(train_s)
+
+    def release(self) -> None:
+        """Free the graphs (their memory pool) once the member has finished training."""
+        self.stream.synchronize()
+        self.graphs.clear()

@@ -1,0 +1,137 @@
+"""Many runs trained side by side in one process: a rolling pack.
+
+At preset ``small`` one run leaves most of a GPU idle, and worker processes only time-slice it.
+Here up to K runs train at once in this process, each a ``Member`` with its own model, optimizer,
+schedule, data order, validation, checkpoints and results; on CUDA each replays its captured
+step on its own stream (``mqarbench/runner/graphs.py``), so their kernels overlap. When a run
+finishes, the next one in the queue takes its place; a new run is admitted only while the GPU's
+free memory holds one more member (measured on the members already running).
+
+Packing changes no result: a member computes what it would compute alone (run ids unchanged).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from mqarbench.runner.job import OpenRun, finish_run, open_run, read_run_json
+from mqarbench.runner.plan import RunSpec
+from mqarbench.runner.train import Member, TrainData
+
+# (spec, record) when a run finishes
+Done = Callable[[RunSpec, dict], None]
+MAX_PACK = 64  # runs at once when --pack is not given (memory usually binds first)
+RESERVE_FRACTION = 0.08  # GPU memory kept free for evaluation and the allocator's slack
+
+
+@dataclass
+class Slot:
+    run: OpenRun
+    member: Member
+    peers: int = 1  # the most runs trained at once while this one trained
+
+
+def _admit_member(run: OpenRun, data: TrainData, graphs: bool, streams: list) -> Member:
+    if not graphs:
+        return Member(run.spec, run.model, data, run.device)
+    from mqarbench.runner.graphs import GraphedMember
+
+    stream = streams.pop() if streams else torch.cuda.Stream(run.device)
+    try:
+        return GraphedMember(run.spec, run.model, data, run.device, stream)
+    except BaseException:
+        streams.append(stream)
+        raise
+
+
+def train_pack(specs: list[RunSpec], done: Done, max_pack: int | None = None,
+               report: Callable[[str], None] = print) -> list[RunSpec]:
+    """Train and evaluate ``specs`` as a rolling pack of at most ``max_pack`` runs (default: as many
+    as fit in GPU memory); returns the runs whose model cannot be captured in a CUDA graph, which
+    the caller trains one at a time."""
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    graphs = device.type == "cuda"
+    limit = max_pack or MAX_PACK
+    queue, active = deque(specs), []
+    unpackable: dict[str, str] = {}  # model ref -> why
+    left: list[RunSpec] = []
+    data_cache: dict[str, TrainData] = {}
+    streams: list = []
+    per_member = 0  # the most memory one admission took (bytes)
+
+    def fits() -> bool:
+        if not graphs or not active:
+            return True
+        free, total = torch.cuda.mem_get_info(device)
+        return free - per_member > RESERVE_FRACTION * total
+
+    def admit() -> None:
+        nonlocal per_member
+        while queue and len(active) < limit and fits():
+            spec = queue.popleft()
+            if spec.model in unpackable:
+                left.append(spec)
+                continue
+            run = open_run(spec)
+            if run is None:
+                done(spec, read_run_json(spec.run_dir))
+                continue
+            if not run.needs_training:
+                done(spec, finish_run(run))
+                continue
+            data = data_cache.get(spec.train.path) or TrainData.load(spec, device)
+            data_cache[spec.train.path] = data
+            before = torch.cuda.memory_reserved(device) if graphs else 0
+            try:
+                member = _admit_member(run, data, graphs, streams)
+            except Exception as err:  # noqa: BLE001 - a model whose step cannot be captured
+                why = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                unpackable[spec.model] = why
+                report(f"note: {spec.adapter_name} cannot train in a pack ({why}); its runs train one at a time")
+                left.append(spec)
+                del run
+                if graphs:
+                    torch.cuda.synchronize(device)
+                    torch.cuda.empty_cache()
+                continue
+            if graphs:
+                per_member = max(per_member, torch.cuda.memory_reserved(device) - before)
+            if member.done:  # resumed after its last epoch: only the tests are left
+                _finish(Slot(run, member), done, streams)
+                continue
+            member.begin_epoch()
+            active.append(Slot(run, member))
+            for slot in active:
+                slot.peers = max(slot.peers, len(active))
+
+    admit()
+    while active:
+        finished = False
+        for slot in list(active):
+            member = slot.member
+            if member.epoch_finished:
+                member.end_epoch()
+                if member.done:
+                    active.remove(slot)
+                    _finish(slot, done, streams)
+                    finished = True
+                    continue
+                member.begin_epoch()
+            member.step()
+        if finished:
+            if graphs:
+                torch.cuda.empty_cache()
+            admit()
+    return left
+
+
+def _finish(slot: Slot, done: Done, streams: list) -> None:
+    member = slot.member
+    if hasattr(member, "release"):
+        member.release()
+        streams.append(member.stream)
+    done(slot.run.spec, finish_run(slot.run, member.state, pack_size=slot.peers))

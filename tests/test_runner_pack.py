@@ -1,0 +1,145 @@
+"""Packed training: several runs side by side in one process compute what each computes alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mqarbench.data import build_dataset
+from mqarbench.models.registry import BUILTINS, load_adapter
+from mqarbench.runner.hparams import HParams
+from mqarbench.runner.job import execute, read_run_json
+from mqarbench.runner.pack import train_pack
+from mqarbench.runner.plan import plan_run
+from mqarbench.runner.train import CHECKPOINT, Member
+from test_runner_fixtures import KILL_MARKER_ENV, STANDIN, cli_env, mini_env, mini_tasks  # noqa: F401
+
+STEPS = 20  # 64 examples, batch 32: 2 steps an epoch
+SETTINGS = [(3e-3, 0), (1e-2, 1), (3e-3, 2)]  # (lr, seed) of the three members
+
+
+def specs_for(model: str, out, data) -> list:
+    ds = build_dataset("standard", "tiny", data)
+    return [plan_run(load_adapter(model), model, ds, [], "tiny",
+                     HParams(lr=lr, epochs=STEPS // 2, batch_size=32, eval_batch_size=32), seed, out)
+            for lr, seed in SETTINGS]
+
+
+@pytest.fixture
+def step_losses(monkeypatch):
+    """Every optimizer step's loss, per run id, in order."""
+    losses: dict[str, list[float]] = {}
+    original = Member.after_step
+
+    def record(self, loss, tokens):
+        losses.setdefault(self.spec.run_id, []).append(float(loss))
+        original(self, loss, tokens)
+    monkeypatch.setattr(Member, "after_step", record)
+    return losses
+
+
+def last_weights(spec) -> dict[str, torch.Tensor]:
+    return torch.load(spec.run_dir / CHECKPOINT, weights_only=True)["model"]
+
+
+@pytest.mark.parametrize("model", BUILTINS)
+def test_pack_of_three_equals_three_runs_alone(model, mini_env, step_losses):
+    alone = specs_for(model, mini_env / "alone", mini_env / "data")
+    for spec in alone:
+        execute(spec)
+    packed = specs_for(model, mini_env / "packed", mini_env / "data")
+    assert [s.run_id for s in packed] == [s.run_id for s in alone]  # packing leaves run ids alone
+    records = {}
+    assert train_pack(packed, lambda spec, rec: records.setdefault(spec.run_id, rec), max_pack=3) == []
+    assert {r["pack_size"] for r in records.values()} == {3}
+    for a, p in zip(alone, packed):
+        # the step losses were recorded for the alone run first, then for its packed twin
+        losses = step_losses[a.run_id]
+        assert len(losses) == 2 * STEPS
+        assert losses[STEPS:] == pytest.approx(losses[:STEPS], rel=1e-4)
+        wa, wp = last_weights(a), last_weights(p)
+        for name in wa:
+            torch.testing.assert_close(wp[name], wa[name], rtol=1e-4, atol=1e-6)
+        ra, rp = read_run_json(a.run_dir), read_run_json(p.run_dir)
+        assert ra["best_epoch"] == rp["best_epoch"]
+        assert ra["valid_query_accuracy"] == pytest.approx(rp["valid_query_accuracy"])
+    # the members really differ from each other (different lr and seed)
+    assert step_losses[alone[0].run_id][:STEPS] != step_losses[alone[1].run_id][:STEPS]
+
+
+def test_pack_of_one_equals_an_unpacked_run_bit_for_bit(mini_env):
+    [spec] = specs_for("mamba", mini_env / "alone", mini_env / "data")[:1]
+    execute(spec)
+    [twin] = specs_for("mamba", mini_env / "packed", mini_env / "data")[:1]
+    train_pack([twin], lambda *_: None, max_pack=1)
+    wa, wp = last_weights(spec), last_weights(twin)
+    assert all(torch.equal(wa[k], wp[k]) for k in wa)
+    ha, hp = read_run_json(spec.run_dir)["history"], read_run_json(twin.run_dir)["history"]
+    assert ha == hp
+
+
+def _run(out, env, *extra):
+    cmd = [sys.executable, "-m", "mqarbench", "run", "--model", STANDIN, "--suite", "positional",
+           "--preset", "tiny", "--epochs", "4", "--pack", "3", "--no-site", "--out", str(out),
+           "--data-dir", str(out.parent / "data"), *extra]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _all_weights(out) -> dict[str, dict[str, torch.Tensor]]:
+    return {run.name: torch.load(run / "best.pt", weights_only=True)["model"]
+            for run in sorted((out / "runs").iterdir())}
+
+
+def test_killed_pack_resumes_every_member_and_skips_finished_ones(mini_env, mini_tasks, tmp_path):
+    env = cli_env(mini_tasks)
+    clean = _run(tmp_path / "clean", env)
+    assert clean.returncode == 0, clean.stderr
+
+    # one run of the matrix already finished before the pack starts: it must not train again
+    first = _run(tmp_path / "killed", env, "--pack", "1", "--only",
+                 sorted(p.name for p in (tmp_path / "clean" / "runs").iterdir())[0])
+    assert first.returncode == 0, first.stderr
+    [done_run] = list((tmp_path / "killed" / "runs").iterdir())
+    stamp = (done_run / "best.pt").stat().st_mtime_ns
+
+    killed = _run(tmp_path / "killed", {**env, KILL_MARKER_ENV: str(tmp_path / "marker")})
+    assert killed.returncode == -9, killed.stderr  # SIGKILL in a member's fifth step: epoch 2 of 4
+    epochs = {r.name: torch.load(r / CHECKPOINT, weights_only=True)["state"]["epoch"]
+              for r in (tmp_path / "killed" / "runs").iterdir() if r != done_run}
+    assert len(epochs) == 2 and all(e >= 0 for e in epochs.values()), epochs  # both packed runs had checkpoints
+
+    resumed = _run(tmp_path / "killed", env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "1 already finished" in resumed.stderr
+    assert (done_run / "best.pt").stat().st_mtime_ns == stamp
+    a, b = _all_weights(tmp_path / "clean"), _all_weights(tmp_path / "killed")
+    assert a.keys() == b.keys()
+    for run in a:
+        assert all(torch.equal(a[run][k], b[run][k]) for k in a[run]), run
+        info = json.loads((tmp_path / "killed" / "runs" / run / "run.json").read_text())
+        assert info["trained"] and len(info["history"]) == 4
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("model", BUILTINS)
+def test_graphed_pack_matches_eager_runs_on_gpu(model, mini_env, step_losses):
+    """On CUDA the pack replays captured steps on several streams; each member must train as its
+    eager twin does (bf16 autocast and the Mamba family's atomic-add backward allow small drift)."""
+    alone = specs_for(model, mini_env / "alone", mini_env / "data")
+    for spec in alone:
+        execute(spec)
+    packed = specs_for(model, mini_env / "packed", mini_env / "data")
+    records = {}
+    assert train_pack(packed, lambda spec, rec: records.setdefault(spec.run_id, rec), max_pack=3) == []
+    assert {r["pack_size"] for r in records.values()} == {3}
+    for a in alone:
+        losses = step_losses[a.run_id]
+        assert len(losses) == 2 * STEPS
+        eager, graphed = losses[:STEPS], losses[STEPS:]
+        assert graphed[0] == pytest.approx(eager[0], rel=2e-3)  # same weights, same batch
+        assert graphed == pytest.approx(eager, rel=3e-2)
+        assert graphed[-1] < graphed[0]  # it trains
