@@ -1,0 +1,67 @@
+"""Where a training step's GPU time goes: the kernels of a few steps, by total CUDA time.
+
+    python benchmarks/profile_step.py --models mamba,pythia [--preset small] [--bucket -1]
+
+Profiles the step that graphed members replay (``mqarbench.runner.graphs.static_loss`` + backward
++ clipping + AdamW) on real training data of ``standard``, in the given length bucket (default:
+the longest); prints the top kernels per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from mqarbench.data import build_dataset
+from mqarbench.models.registry import load_adapter
+from mqarbench.runner.graphs import static_buckets, static_loss
+from mqarbench.runner.hparams import sweep
+from mqarbench.runner.plan import plan_run
+from mqarbench.runner.train import TrainData
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="mamba,pythia")
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--bucket", type=int, default=-1)
+    parser.add_argument("--top", type=int, default=18)
+    args = parser.parse_args()
+    device = torch.device("cuda")
+    ds = build_dataset("standard", args.preset, Path("mqar_data"))
+    hp = sweep(args.preset)[0]
+    for model_name in args.models.split(","):
+        adapter = load_adapter(model_name)
+        spec = plan_run(adapter, model_name, ds, [], args.preset, hp, 0, Path("/tmp/profile"))
+        data = TrainData.load(spec, device)
+        bucket = static_buckets(data, device)[args.bucket]
+        model = adapter.build(args.preset, spec.vocab_size, spec.max_len).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=torch.tensor(hp.lr, device=device), capturable=True)
+        rows = torch.arange(hp.batch_size, device=device)
+
+        def step():
+            loss = static_loss(model, bucket, rows)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+
+        for _ in range(3):
+            step()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(5):
+                step()
+            torch.cuda.synchronize()
+        print(f"\n## {model_name}: bucket L={bucket.input_ids.shape[1]}, Q={bucket.positions.shape[1]}, "
+              f"B={hp.batch_size}, V={spec.vocab_size} (5 steps)")
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.top, max_name_column_width=70))
+        del model, opt, data
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
