@@ -72,7 +72,7 @@ class Dataset:
 
 def check_split_file(path: Path, expected: str | None, dataset_dir: Path) -> None:
     """UserError unless ``path`` exists and hashes to ``expected`` (its manifest's sha256)."""
-    fix = f"delete {dataset_dir} and run again (it is rebuilt from tasks/), or `mqarbench data build`"
+    fix = f"delete {dataset_dir} and run again (it is rebuilt from tasks/)"
     if not path.is_file():
         raise UserError(f"{path}: missing from its dataset; {fix}")
     if expected is None:
@@ -164,7 +164,11 @@ def build_dataset(task: str | TaskSpec, preset: str, data_dir: Path) -> Dataset:
         if final.exists() and _find_existing(spec, data_dir) is None:
             shutil.rmtree(final)  # a damaged copy under our name (a complete twin is kept)
         if not final.exists():
-            os.rename(tmp, final)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if _find_existing(spec, data_dir) is None:  # not a twin process finishing first
+                    raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

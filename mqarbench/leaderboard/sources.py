@@ -76,8 +76,9 @@ def _run_dirs(files: list[Path], table: pa.Table) -> dict[str, Path]:
     return dirs
 
 
-def _concat(files: list[Path]) -> pa.Table:
-    tables = [read_results(f) for f in dict.fromkeys(files)]
+def _concat(files: list[Path], submission: bool) -> pa.Table:
+    # a run's own results must match their digests; a submission's are checked by validate/verify
+    tables = [read_results(f, require_digest=not submission) for f in dict.fromkeys(files)]
     return unique_rows(pa.concat_tables(tables)) if tables else RESULTS_SCHEMA.empty_table()
 
 
@@ -85,7 +86,7 @@ def load_entries(sources: list[Path]) -> list[Entry]:
     """Every entry under ``sources``: one per submission, one per model of loose results."""
     entries: list[Entry] = []
     for sub_dir, files in find_results(sources).items():
-        table = _concat(files)
+        table = _concat(files, sub_dir is not None)
         if sub_dir is not None:
             meta = load_metadata(sub_dir / METADATA_FILE)
             entries.append(Entry(sub_dir.name, meta.model_name, table, meta, sub_dir, _run_dirs(files, table)))

@@ -16,7 +16,8 @@ import pyarrow as pa
 
 from mqarbench.errors import UserError
 from mqarbench.io import write_json_atomic
-from mqarbench.results.store import RESULTS_FILE, read_results, to_table, write_results
+from mqarbench.results.store import RESULTS_FILE, results_or_none, to_table, write_results
+from mqarbench.runner.lock import hold_run
 from mqarbench.runner.plan import RunSpec, TaskRef
 from mqarbench.runner.rows import result_rows
 
@@ -34,10 +35,7 @@ def _existing_results(run_dir: Path) -> pa.Table | None:
     path = run_dir / RESULTS_FILE
     if not path.exists():
         return None
-    try:
-        return read_results(path)
-    except UserError:
-        return None  # corrupt or outdated: every test is evaluated again
+    return results_or_none(path)  # corrupt, unverified or outdated: every test is evaluated again
 
 
 def missing_tests(spec: RunSpec) -> list[TaskRef]:
@@ -57,7 +55,12 @@ def is_finished(spec: RunSpec) -> bool:
 
 
 def execute(spec: RunSpec, on_step=None) -> dict:
-    """Run ``spec`` to completion; return its ``run.json`` record."""
+    """Run ``spec`` to completion under its lock (one process per run); return its ``run.json`` record."""
+    with hold_run(spec.run_dir):
+        return _execute(spec, on_step)
+
+
+def _execute(spec: RunSpec, on_step=None) -> dict:
     import torch
 
     from mqarbench.kernels import kernel_paths, slow_paths
