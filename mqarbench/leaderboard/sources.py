@@ -28,6 +28,9 @@ class Entry:
     metadata: SubmissionMetadata | None = None
     submission_dir: Path | None = None
     run_dirs: dict[str, Path] = field(default_factory=dict)  # run_id -> directory of its files
+    # a submission whose every reported run `leaderboard verify` re-evaluated and passed (files unchanged
+    # since); None: local results, not a submission
+    verified: bool | None = None
 
 
 def slugify(text: str) -> str:

@@ -74,6 +74,12 @@ def read_results(path: Path, require_digest: bool = True) -> pa.Table:
     path = Path(path)
     if path.is_file():
         check_digest(path, require_digest)
+    return read_results_unchecked(path)
+
+
+def read_results_unchecked(path: Path) -> pa.Table:
+    """``read_results`` without the digest check: for validation, which reports it separately."""
+    path = Path(path)
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowInvalid) as err:

@@ -71,6 +71,7 @@ def _execute(spec: RunSpec, on_step=None) -> dict:
     from mqarbench.runner.envinfo import environment, peak_memory_mb, pick_device
     from mqarbench.runner.evaluate import autocast, evaluate_cells, save_attention
     from mqarbench.runner.train import BEST, CHECKPOINT, train_model
+    from mqarbench.runner.weights import export_selected
 
     if is_finished(spec):
         return read_run_json(spec.run_dir)
@@ -122,6 +123,7 @@ def _execute(spec: RunSpec, on_step=None) -> dict:
         record.update({k: info[k] for k in ("best_epoch", "valid_query_accuracy", "history",
                                             "train_tokens_per_s") if k in info})
     model.load_state_dict(best["model"])
+    export_selected(model, run_dir)  # what is evaluated below is exactly what a submission carries
     record["trained"] = True
     record["peak_memory_mb"] = max(peak_memory_mb(device), info.get("peak_memory_mb", 0.0))
 
