@@ -7,6 +7,7 @@ Buffers keep their dtype: they are constants the model computes, not trained num
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,15 +30,28 @@ def round_to_bf16(model: torch.nn.Module) -> None:
                 p.copy_(p.to(torch.bfloat16).to(p.dtype))
 
 
-def _tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def _key(t: torch.Tensor) -> tuple:
+    return (t.data_ptr(), tuple(t.shape), tuple(t.stride()))
+
+
+def _tensors(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors to store, aliases): a tied tensor (an output head sharing the embedding) is stored
+    once and named again in the aliases; parameters, tied ones included, as bf16."""
     import torch
 
-    params = {name for name, _ in model.named_parameters()}
-    out = {}
-    for name, t in model.state_dict().items():
+    params = {_key(p) for p in model.parameters()}
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    first: dict[tuple, str] = {}
+    for name, t in model.state_dict(keep_vars=False).items():
+        key = _key(t)
+        if key in first:
+            aliases[name] = first[key]
+            continue
+        first[key] = name
         t = t.detach().cpu()
-        out[name] = t.to(torch.bfloat16) if name in params and t.is_floating_point() else t
-    return {k: v.contiguous() for k, v in out.items()}
+        tensors[name] = (t.to(torch.bfloat16) if key in params and t.is_floating_point() else t).contiguous().clone()
+    return tensors, aliases
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -45,11 +59,9 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
     from safetensors.torch import save_file
 
     path = Path(path)
-    tensors = _tensors(model)
-    # tied weights share storage; safetensors refuses shared tensors, so each gets its own copy
-    tensors = {k: v.clone() for k, v in tensors.items()}
+    tensors, aliases = _tensors(model)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "mqarbench": "selected weights"})
+        save_file(tensors, str(tmp), metadata={"format": "pt", "mqarbench.aliases": json.dumps(aliases)})
     write_text_atomic(path.with_name(path.name + ".sha256"), sha256_file(path) + "\n")
 
 
@@ -61,17 +73,19 @@ def export_selected(model: torch.nn.Module, run_dir: Path) -> None:
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
     """Load a weights file into ``model`` (each tensor cast to the model's dtype); ValueError if it does not fit."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     with open(path, "rb") as f:
         if f.read(len(LFS_POINTER)) == LFS_POINTER:
             raise ValueError(f"{path} is a Git LFS pointer, not the weights: run `git lfs pull`")
     try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as err:
-        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+        with safe_open(str(path), framework="pt") as f:
+            aliases = json.loads((f.metadata() or {}).get("mqarbench.aliases", "{}"))
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors.update({alias: tensors[name] for alias, name in aliases.items()})
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a readable weights file ({type(err).__name__}: {err})") from None
     own = model.state_dict()
     if set(tensors) != set(own):
         extra, missing = sorted(set(tensors) - set(own)), sorted(set(own) - set(tensors))
