@@ -116,3 +116,33 @@ def test_line_progress_prints_each_epoch_and_a_heartbeat():
                      "abc m on standard, lr 0.001, seed 0: epoch 1/2 done",
                      "abc m on standard, lr 0.001, seed 0: epoch 2/2 step 3/4",
                      "abc m on standard, lr 0.001, seed 0: epoch 2/2 done"]
+
+
+def test_weights_round_trip_in_bf16_with_a_tied_head(tmp_path):
+    import torch
+
+    from mqarbench.runner.weights import export_selected, load_weights
+
+    class Tied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(50, 8)
+            self.head = torch.nn.Linear(8, 50, bias=False)
+            self.head.weight = self.embed.weight
+            self.register_buffer("scale", torch.full((8,), 1 / 3))  # a constant: kept in fp32
+
+        def forward(self, x):  # (B, L) -> (B, L, V)
+            return self.head(self.embed(x) * self.scale)
+
+    torch.manual_seed(0)
+    a, b = Tied(), Tied()
+    export_selected(a, tmp_path)
+    path = tmp_path / "weights.safetensors"
+    assert path.stat().st_size < 50 * 8 * 2 + 8 * 4 + 400, "bf16, the tied head stored once"
+    load_weights(b, path)
+    x = torch.randint(0, 50, (2, 5))
+    assert torch.equal(a(x), b(x)) and b.head.weight is b.embed.weight
+    assert b.scale.dtype == torch.float32 and torch.equal(b.scale, a.scale)
+    path.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 1\n")
+    with pytest.raises(ValueError, match="Git LFS pointer"):
+        load_weights(b, path)
