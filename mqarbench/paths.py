@@ -33,3 +33,17 @@ def default_out_dir() -> Path:
 
 def leaderboard_dir() -> Path:
     return REPO_ROOT / "leaderboard"
+
+
+def usable_dir(path: Path, flag: str) -> Path:
+    """``path`` as a directory this process can write (created if missing), else a one-line UserError."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path}: exists and is not a directory; pass a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{flag} {path}: cannot create it ({err.strerror}); pass a directory you can write") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: not writable; pass a directory you can write")
+    return path

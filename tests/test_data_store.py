@@ -136,8 +136,11 @@ def test_damaged_copy_is_rebuilt(tmp_path):
 
 
 def test_verify_names_strays_and_missing_dir(tmp_path):
-    (tmp_path / "junk").mkdir()
-    assert any("junk" in p and MANIFEST in p for p in verify_datasets(tmp_path))
+    stray = tmp_path / "k2v2-v1-tiny-0123456789ab"
+    stray.mkdir()
+    (tmp_path / "notes").mkdir()  # not named like a dataset: not ours to judge
+    problems = verify_datasets(tmp_path)
+    assert len(problems) == 1 and stray.name in problems[0] and MANIFEST in problems[0]
     with pytest.raises(UserError, match="does not exist"):
         verify_datasets(tmp_path / "nowhere")
 
@@ -153,3 +156,25 @@ def test_labels_round_trip_through_parquet(tmp_path):
     assert np.array_equal(np.array(table["input_ids"].to_pylist()), expected.input_ids)
     assert np.array_equal(np.array(table["labels"].to_pylist()), expected.labels)
     assert np.array_equal(np.array(table["query_index"].to_pylist()), expected.query_index)
+
+
+def test_flipped_byte_stops_reading_before_anything_trains(tmp_path):
+    ds = build_dataset("k2v2", "tiny", tmp_path)
+    target = ds.path / "train.parquet"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    reopened = Dataset.open(ds.path)
+    with pytest.raises(UserError, match=r"train\.parquet: sha256 differs .*delete .* and run again"):
+        reopened.load("train")
+    with pytest.raises(UserError, match="sha256 differs"):
+        reopened.split_path("train")
+    assert reopened.load("valid").num_rows > 0  # the other splits are intact
+
+
+def test_verify_of_a_runs_folder_advises_no_deletion(tmp_path, capsys):
+    (tmp_path / "runs" / "0123456789abcdef").mkdir(parents=True)
+    (tmp_path / "site").mkdir()
+    assert main(["data", "verify", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr()
+    assert "delete" not in err.out + err.err and "run --out" in err.err

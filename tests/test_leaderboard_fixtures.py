@@ -15,6 +15,7 @@ import pytest
 
 from mqarbench.leaderboard.catalog import TaskCatalog
 from mqarbench.leaderboard.metadata import SubmissionMetadata, write_metadata
+from mqarbench.leaderboard.validate import recorded_run_id
 from mqarbench.results.schema import RESULTS_SCHEMA, SCHEMA_VERSION
 from mqarbench.results.store import to_table, write_results
 from mqarbench.results.store import read_results
@@ -28,8 +29,13 @@ def synthetic_score(*parts) -> float:
 def run_rows(catalog: TaskCatalog, model: str, train: str, tests: list[str], *, preset="tiny",
              seed=0, lr=1e-3, valid=80.0, offset=0.0, run_id=None) -> list[dict]:
     """The rows one run writes: an overall row and one row per grid cell for every test task."""
-    run_id = run_id or hashlib.sha256(repr((model, train, preset, seed, lr)).encode()).hexdigest()[:16]
     train_ref = catalog.ref(train, preset)
+    hparams_json = json.dumps({"lr": lr, "epochs": 2, "batch_size": 32}, sort_keys=True)
+    config_json = json.dumps({"d_model": 64, "n_layers": 2})
+    run_id = run_id or recorded_run_id({
+        "model": model, "adapter_version": "1", "model_config_json": config_json, "train_task": train,
+        "train_task_version": train_ref.version, "train_task_hash": train_ref.content_hash,
+        "hparams_json": hparams_json, "seed": seed, "preset": preset})
     rows = []
     for test in tests:
         ref = catalog.ref(test, preset)
@@ -37,10 +43,10 @@ def run_rows(catalog: TaskCatalog, model: str, train: str, tests: list[str], *, 
         base.update(
             schema_version=SCHEMA_VERSION, run_id=run_id, model=model, adapter_version="1",
             model_family="ssm", params=123_456, state_size=2_048,
-            model_config_json=json.dumps({"d_model": 64, "n_layers": 2}), preset=preset,
+            model_config_json=config_json, preset=preset,
             train_task=train, train_task_version=train_ref.version, train_task_hash=train_ref.content_hash,
             test_task=test, test_task_version=ref.version, test_task_hash=ref.content_hash,
-            lr=lr, seed=seed, epochs=2, batch_size=32, hparams_json="{}", best_epoch=1,
+            lr=lr, seed=seed, epochs=2, batch_size=32, hparams_json=hparams_json, best_epoch=1,
             valid_query_accuracy=valid, kernel_paths_json=json.dumps({"selective_scan": "reference"}),
             torch_version="2.13.0", cuda_version=None, mqarbench_version="0.1.0", gpu_name=None,
             wall_time_s=12.5, train_tokens_per_s=5e4, peak_memory_mb=None,

@@ -1,4 +1,4 @@
-"""`mqarbench leaderboard validate | build | submit`."""
+"""`mqarbench leaderboard validate | verify | build | submit`."""
 
 from __future__ import annotations
 
@@ -37,12 +37,52 @@ def _validate(args) -> int:
     return 0
 
 
+def _verified_dir(args) -> Path:
+    from mqarbench.paths import leaderboard_dir
+
+    return args.verified_dir or leaderboard_dir() / "_verified"
+
+
+def _verify(args) -> int:
+    from mqarbench.leaderboard.validate import submission_dirs, validate_path
+    from mqarbench.leaderboard.verify import verify_submission, write_stamp
+
+    path = args.dir or _submissions_dir()
+    catalog = _catalog(args)
+    subs, problems = validate_path(path, catalog)
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"{len(problems)} problem(s): fix them (see `mqarbench leaderboard validate`) before verifying")
+        return 1
+    failed = unverified = 0
+    for sub in submission_dirs(path):
+        checks = verify_submission(sub, catalog)
+        write_stamp(_verified_dir(args), sub, checks)
+        for check in checks:
+            for line in check.problems:
+                print(line)
+        bad = [c for c in checks if c.problems]
+        no_weights = [c for c in bad if all("cannot be verified" in p for p in c.problems)]
+        failed += len(bad) - len(no_weights)
+        unverified += len(no_weights)
+        state = "verified" if not bad else "NOT verified"
+        print(f"{sub.name}: {state}: {len(checks) - len(bad)} of {len(checks)} reported runs re-evaluated and matched"
+              + (f"; {len(no_weights)} carry no weights" if no_weights else ""))
+    if failed:
+        print(f"{failed} run(s) disagree with their reported numbers")
+    return 1 if failed or unverified else 0
+
+
 def _build(args) -> int:
     from mqarbench.leaderboard.build import build_site
     from mqarbench.paths import leaderboard_dir
 
     sources = args.source or [_submissions_dir()]
-    index = build_site(sources, args.out or leaderboard_dir() / "_site", data_dir=args.data_dir)
+    index = build_site(sources, args.out or leaderboard_dir() / "_site", data_dir=args.data_dir,
+                       allow_invalid=args.allow_invalid, verified_dir=_verified_dir(args))
+    if args.allow_invalid:
+        print("built with --allow-invalid: a local preview, bannered on every page; do not publish it")
     print(f"leaderboard site: {index}")
     return 0
 
@@ -75,12 +115,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", type=Path, help=data_help)
     p.set_defaults(func=_validate)
 
-    p = sub.add_parser("build", help="write the static leaderboard site")
+    verified_help = "where `verify` records the runs that passed (default: leaderboard/_verified)"
+    p = sub.add_parser("verify", help="re-evaluate each submission's weights on the current tasks/ and "
+                                      "check every reported number (CPU is enough)")
+    p.add_argument("dir", nargs="?", type=Path,
+                   help="one submission, or a directory of submissions (default: leaderboard/submissions)")
+    p.add_argument("--data-dir", type=Path, help=data_help)
+    p.add_argument("--verified-dir", type=Path, help=verified_help)
+    p.set_defaults(func=_verify)
+
+    p = sub.add_parser("build", help="validate, then write the static leaderboard site")
     p.add_argument("--out", type=Path, help="site directory (default: leaderboard/_site)")
     p.add_argument("--source", type=Path, action="append",
                    help="results to include: a submission, the submissions root or a `run --out` "
                         "directory; repeatable (default: leaderboard/submissions)")
     p.add_argument("--data-dir", type=Path, help=data_help)
+    p.add_argument("--verified-dir", type=Path, help=verified_help)
+    p.add_argument("--allow-invalid", action="store_true",
+                   help="build even if validation finds problems: a local preview, bannered on every page")
     p.set_defaults(func=_build)
 
     p = sub.add_parser("submit", help="copy your results into a new leaderboard/submissions/<id>/ and validate it")

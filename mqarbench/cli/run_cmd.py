@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mqarbench.errors import UserError
-from mqarbench.paths import default_data_dir, default_out_dir
+from mqarbench.paths import default_data_dir, default_out_dir, usable_dir
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -83,7 +83,7 @@ def _workers_per_gpu(preset: str) -> int:
 
 def _dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     out = getattr(args, "out", None) or default_out_dir()
-    return Path(out), Path(args.data_dir or default_data_dir())
+    return usable_dir(out, "--out"), usable_dir(args.data_dir or default_data_dir(), "--data-dir")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -117,7 +117,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_site:
         from mqarbench.leaderboard.build import build_site
 
-        console.print(f"leaderboard: {build_site([out], out / 'site', data)}")
+        # your own results, shown even where they do not validate (the page then says so)
+        console.print(f"leaderboard: {build_site([out], out / 'site', data, allow_invalid=True)}")
     return 0
 
 
@@ -128,6 +129,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mqarbench.runner.job import execute
     from mqarbench.runner.plan import plan_run
 
+    if args.seed < 0:
+        raise UserError(f"--seed must be 0 or more, got {args.seed}")
     if load_task(args.task).test_only:
         raise UserError(f"--task {args.task!r} is test only; train on a task with a train split")
     preset = _preset(args)
@@ -135,7 +138,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     hp = sweep(preset, [args.lr] if args.lr else None, args.epochs, args.batch_size)[0]
     spec = plan_run(load_adapter(args.model), args.model, build_dataset(args.task, preset, data), [], preset,
                     hp, args.seed, out, args.allow_slow_kernels)
-    record = execute(spec)
+    from mqarbench.runner.progress import LineProgress
+
+    lines = LineProgress(lambda text: print(text, file=sys.stderr, flush=True))
+    record = execute(spec, lambda epoch, step, steps: lines(spec, epoch, step, steps))
     print(f"{spec.run_dir}  best epoch {record['best_epoch']}  "
           f"valid query accuracy {record['valid_query_accuracy']:.1f}")
     return 0
@@ -153,7 +159,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UserError(f"{args.run_dir}: no finished training run (run.json with trained: true); "
                         "train it first with `mqarbench train` or `mqarbench run`")
     spec = RunSpec.from_json(info["spec"])
-    data = Path(args.data_dir or default_data_dir())
+    data = usable_dir(args.data_dir or default_data_dir(), "--data-dir")
     tests = [build_dataset(t.strip(), spec.preset, data) for t in args.test.split(",") if t.strip()]
     if tests and max_seq_len(tests) > spec.max_len:
         raise UserError(f"--test: sequences of length {max_seq_len(tests)} exceed the model's "

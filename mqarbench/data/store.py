@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,15 +40,20 @@ class Dataset:
     spec: TaskSpec
     preset: str
     splits: tuple[str, ...]
+    file_sha256: dict[str, str] = field(default_factory=dict, compare=False)  # split -> manifest sha256
 
     @property
     def short_hash(self) -> str:
         return self.content_hash[:SHORT]
 
     def split_path(self, split: str) -> Path:
+        """The Parquet file of ``split``, checked against the manifest's sha256 first: a run never
+        reads a modified dataset under the hash its results would record."""
         if split not in self.splits:
             raise UserError(f"dataset {self.path.name} has no split {split!r}; it has {', '.join(self.splits)}")
-        return self.path / f"{split}.parquet"
+        path = self.path / f"{split}.parquet"
+        check_split_file(path, self.file_sha256.get(split), self.path)
+        return path
 
     def load(self, split: str) -> pa.Table:
         return pq.read_table(self.split_path(split))
@@ -59,8 +65,21 @@ class Dataset:
     def open(cls, path: Path) -> "Dataset":
         manifest = read_manifest(path)
         spec = spec_from_json(manifest["spec"])
+        sha = {split: entry.get("sha256") for split, entry in manifest.get("files", {}).items()}
         return cls(spec.name, spec.version, manifest["content_hash"], Path(path), spec, spec.preset,
-                   tuple(manifest["splits"]))
+                   tuple(manifest["splits"]), sha)
+
+
+def check_split_file(path: Path, expected: str | None, dataset_dir: Path) -> None:
+    """UserError unless ``path`` exists and hashes to ``expected`` (its manifest's sha256)."""
+    fix = f"delete {dataset_dir} and run again (it is rebuilt from tasks/)"
+    if not path.is_file():
+        raise UserError(f"{path}: missing from its dataset; {fix}")
+    if expected is None:
+        raise UserError(f"{dataset_dir / MANIFEST}: records no sha256 for {path.name}; {fix}")
+    if sha256_file(path) != expected:
+        raise UserError(f"{path}: sha256 differs from {MANIFEST} (corrupt or modified file); "
+                        f"nothing was trained or scored on it: {fix}")
 
 
 def read_manifest(path: Path) -> dict:
@@ -145,7 +164,11 @@ def build_dataset(task: str | TaskSpec, preset: str, data_dir: Path) -> Dataset:
         if final.exists() and _find_existing(spec, data_dir) is None:
             shutil.rmtree(final)  # a damaged copy under our name (a complete twin is kept)
         if not final.exists():
-            os.rename(tmp, final)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if _find_existing(spec, data_dir) is None:  # not a twin process finishing first
+                    raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -193,15 +216,32 @@ def list_datasets(data_dir: Path) -> list[Path]:
     return sorted(p.parent for p in Path(data_dir).glob(f"*/{MANIFEST}") if not p.parent.name.startswith("."))
 
 
+# <task>-v<version>-<preset>-<short hash>: the name build_dataset gives a dataset directory
+DATASET_NAME = re.compile(rf"^[a-z0-9][a-z0-9-]*-v\d+-[a-z]+-[0-9a-f]{{{SHORT}}}$")
+
+
+def looks_like_runs_dir(path: Path) -> bool:
+    """A `mqarbench run --out` folder (or one run of it), not a dataset cache."""
+    path = Path(path)
+    return (path / "runs").is_dir() or (path / "run.json").is_file() or (path / "results.parquet").is_file()
+
+
 def verify_datasets(data_dir: Path) -> list[str]:
-    """Recompute every dataset's hashes under ``data_dir``; the problems found (empty: all good)."""
+    """Recompute every dataset's hashes under ``data_dir``; the problems found (empty: all good).
+
+    Only directories named like a dataset are judged: anything else is not ours to advise deleting.
+    """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise UserError(f"data directory {data_dir} does not exist; build with `mqarbench data build`")
+    if looks_like_runs_dir(data_dir) and not list_datasets(data_dir):
+        raise UserError(f"--data-dir {data_dir}: this is a `mqarbench run --out` folder (runs and results), "
+                        "not a dataset cache; pass the dataset cache (default ./mqar_data)")
     problems = []
     for path in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if not (path / MANIFEST).is_file():
-            problems.append(f"{path}: no {MANIFEST} (not a dataset or an interrupted copy); delete it")
+            if DATASET_NAME.match(path.name):
+                problems.append(f"{path}: no {MANIFEST} (an interrupted or damaged dataset); delete it and rebuild")
             continue
         problems += verify_dataset(path)
     return problems

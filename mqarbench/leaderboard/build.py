@@ -20,32 +20,45 @@ from mqarbench.leaderboard.exports import write_table
 from mqarbench.leaderboard.png import attention_png
 from mqarbench.leaderboard.render import environment
 from mqarbench.leaderboard.site_dir import staged_site
-from mqarbench.leaderboard.sources import Entry, load_entries, slugify
+from mqarbench.leaderboard.sources import Entry, find_results, load_entries, slugify
+from mqarbench.leaderboard.verify import reported_run_ids, verified_runs
 from mqarbench.leaderboard.tables import export_rows
 from mqarbench.leaderboard.views import board_view, model_part
 from mqarbench.paths import default_data_dir
+from mqarbench.results.store import read_results
 
 RAW_FILES = ("results.parquet", "results.json", "run.json")
 EXAMPLE_PRESET = "tiny"
 
 
 def build_site(sources: list[Path], out_dir: Path, data_dir: Path | None = None,
-               catalog: TaskCatalog | None = None) -> Path:
-    """Render every result under ``sources`` into a static site at ``out_dir``; return index.html.
+               catalog: TaskCatalog | None = None, allow_invalid: bool = False,
+               verified_dir: Path | None = None) -> Path:
+    """Validate, then render every result under ``sources`` into a static site at ``out_dir``;
+    return index.html.
 
-    Task pages and table columns come from the current ``tasks/`` (datasets cached in ``data_dir``).
+    Invalid results are refused (a UserError naming the first problem) unless ``allow_invalid``,
+    which builds a local preview with a banner on every page. Entries are marked verified from the
+    stamps of `mqarbench leaderboard verify` under ``verified_dir``. Task pages and table columns
+    come from the current ``tasks/`` (datasets cached in ``data_dir``).
     """
     missing = [str(s) for s in sources if not Path(s).exists()]
     if missing:
         raise UserError(f"results source {missing[0]} does not exist; pass a submission, the "
                         "submissions directory or a `mqarbench run --out` directory")
-    entries = load_entries([Path(s) for s in sources])
     catalog = catalog or TaskCatalog(data_dir or default_data_dir())
+    problems = source_problems([Path(s) for s in sources], catalog)
+    if problems and not allow_invalid:
+        raise UserError(f"{problems[0]} ({len(problems)} problem(s); `mqarbench leaderboard validate` lists "
+                        "them): nothing was published; fix them, or pass --allow-invalid for a local preview")
+    entries = load_entries([Path(s) for s in sources])
+    mark_verified(entries, verified_dir)
     columns = {table: catalog.columns(table) for table in TABLES}
     boards = build_boards(entries)
     env = environment()
     common = {"version": __version__, "n_entries": len(entries), "known_tasks": set(catalog.task_names()),
-              "built_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+              "built_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "preview_problems": problems}
     out_dir = Path(out_dir)
     with staged_site(out_dir) as site:
         static = resources.files("mqarbench.leaderboard") / "static"
@@ -61,6 +74,35 @@ def build_site(sources: list[Path], out_dir: Path, data_dir: Path | None = None,
             tasks=tasks, downloads=downloads, **common)
         (site / "index.html").write_text(index)
     return out_dir / "index.html"
+
+
+def source_problems(sources: list[Path], catalog: TaskCatalog) -> list[str]:
+    """What `leaderboard validate` finds in the submissions among ``sources``, and the row, task and
+    cell checks of any loose results (a runner's output)."""
+    from mqarbench.leaderboard.validate import cell_problems, row_problems, task_problems, validate_submission
+
+    groups = find_results(sources)
+    subs = [d for d in groups if d is not None]
+    rows = {d: [r for f in groups[d] for r in read_results(f, require_digest=False).to_pylist()] for d in subs}
+    problems = []
+    for sub in subs:
+        problems += validate_submission(sub, catalog, {o.name: rows[o] for o in subs if o != sub})
+    for f in groups.get(None, []):
+        loose = read_results(f).to_pylist()
+        problems += row_problems(f, loose)
+        for preset in sorted({r["preset"] for r in loose if r["preset"]}):
+            of_preset = [r for r in loose if r["preset"] == preset]
+            problems += task_problems(f, of_preset, preset, catalog) + cell_problems(f, of_preset, preset, catalog)
+    return problems
+
+
+def mark_verified(entries: list[Entry], verified_dir: Path | None) -> None:
+    """A submission is verified when every run it reports passed `leaderboard verify`, files unchanged."""
+    for entry in entries:
+        if entry.submission_dir is None:
+            continue
+        passed = verified_runs(verified_dir, entry.submission_dir)
+        entry.verified = bool(entry.table.num_rows) and set(reported_run_ids(entry.table)) <= passed
 
 
 def _write_downloads(data: Path, boards: list[Board], columns, entries: list[Entry]) -> list[dict]:

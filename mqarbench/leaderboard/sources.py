@@ -28,6 +28,9 @@ class Entry:
     metadata: SubmissionMetadata | None = None
     submission_dir: Path | None = None
     run_dirs: dict[str, Path] = field(default_factory=dict)  # run_id -> directory of its files
+    # a submission whose every reported run `leaderboard verify` re-evaluated and passed (files unchanged
+    # since); None: local results, not a submission
+    verified: bool | None = None
 
 
 def slugify(text: str) -> str:
@@ -76,8 +79,9 @@ def _run_dirs(files: list[Path], table: pa.Table) -> dict[str, Path]:
     return dirs
 
 
-def _concat(files: list[Path]) -> pa.Table:
-    tables = [read_results(f) for f in dict.fromkeys(files)]
+def _concat(files: list[Path], submission: bool) -> pa.Table:
+    # a run's own results must match their digests; a submission's are checked by validate/verify
+    tables = [read_results(f, require_digest=not submission) for f in dict.fromkeys(files)]
     return unique_rows(pa.concat_tables(tables)) if tables else RESULTS_SCHEMA.empty_table()
 
 
@@ -85,7 +89,7 @@ def load_entries(sources: list[Path]) -> list[Entry]:
     """Every entry under ``sources``: one per submission, one per model of loose results."""
     entries: list[Entry] = []
     for sub_dir, files in find_results(sources).items():
-        table = _concat(files)
+        table = _concat(files, sub_dir is not None)
         if sub_dir is not None:
             meta = load_metadata(sub_dir / METADATA_FILE)
             entries.append(Entry(sub_dir.name, meta.model_name, table, meta, sub_dir, _run_dirs(files, table)))

@@ -7,16 +7,20 @@ import re
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 from pydantic import ValidationError
 
 from mqarbench.errors import UserError
 from mqarbench.leaderboard.catalog import TaskCatalog
 from mqarbench.leaderboard.metadata import METADATA_FILE, SubmissionMetadata, write_metadata
 from mqarbench.leaderboard.validate import validate_path
+from mqarbench.leaderboard.verify import reported_run_ids
 from mqarbench.results.store import RESULTS_FILE, read_results
+from mqarbench.runner.weights import WEIGHTS_FILE
 
 SUBMISSION_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-RUN_FILES = ("results.parquet", "results.json", "run.json")
+RUN_FILES = ("results.parquet", "results.json", "run.json", "results.parquet.sha256", "results.json.sha256")
+WEIGHT_FILES = (WEIGHTS_FILE, WEIGHTS_FILE + ".sha256")
 
 
 def _result_files(results: Path) -> list[Path]:
@@ -37,9 +41,9 @@ def results_preset(files: list[Path]) -> str:
     return presets[0]
 
 
-def _copy_run(src_dir: Path, dest: Path) -> None:
+def _copy_run(src_dir: Path, dest: Path, with_weights: bool) -> None:
     dest.mkdir(parents=True, exist_ok=True)
-    for name in RUN_FILES:
+    for name in RUN_FILES + (WEIGHT_FILES if with_weights else ()):
         if (src_dir / name).is_file():
             shutil.copyfile(src_dir / name, dest / name)
     for npz in sorted((src_dir / "attention").glob("*.npz")):
@@ -49,7 +53,8 @@ def _copy_run(src_dir: Path, dest: Path) -> None:
 
 def submit(results: Path, submission_id: str, fields: dict, root: Path,
            catalog: TaskCatalog) -> tuple[Path, list[str]]:
-    """Copy results (+ attention maps) into ``root/<id>``, write metadata.yaml, validate.
+    """Copy results (+ attention maps, + the weights of every reported run) into ``root/<id>``,
+    write metadata.yaml, validate.
 
     Returns the new directory and its problems (empty: ready for a pull request).
     """
@@ -70,11 +75,14 @@ def submit(results: Path, submission_id: str, fields: dict, root: Path,
         first = err.errors()[0]
         flag = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "metadata"
         raise UserError(f"{flag}: {first['msg']}") from err
+    reported = reported_run_ids(pa.concat_tables([read_results(f) for f in files]))
     staging = root / f".{submission_id}.staging-{os.getpid()}"
     try:
         for f in files:
             rel = f.parent.relative_to(results)
-            _copy_run(f.parent, staging / ("runs" / rel if rel.parts[:1] != ("runs",) else rel))
+            # weights only for the runs the board reports: the other learning rates need none
+            _copy_run(f.parent, staging / ("runs" / rel if rel.parts[:1] != ("runs",) else rel),
+                      f.parent.name in reported)
         write_metadata(staging / METADATA_FILE, meta)
         os.replace(staging, dest)
     finally:

@@ -55,7 +55,7 @@ def _score_fields(score: Score | None) -> dict:
 
 def _base(board: Board, e: BoardEntry) -> dict:
     return {"board": board.id, "preset": board.preset, "model": e.entry.name, "entry": e.entry.key,
-            "params": e.params, "state_size": e.state_size}
+            "params": e.params, "state_size": e.state_size, "verified": bool(e.entry.verified)}
 
 
 def export_rows(boards: list[Board], columns: dict[str, list[Column]]) -> dict[str, list[dict]]:

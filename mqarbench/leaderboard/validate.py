@@ -18,7 +18,7 @@ from mqarbench.errors import UserError
 from mqarbench.leaderboard.catalog import TaskCatalog
 from mqarbench.leaderboard.metadata import METADATA_FILE, SubmissionMetadata, metadata_problems
 from mqarbench.results.schema import SCHEMA_VERSION
-from mqarbench.results.store import RESULTS_FILE, read_results
+from mqarbench.results.store import RESULTS_FILE, check_digest, read_results_unchecked
 
 REQUIRED = ("run_id", "model", "preset", "train_task", "train_task_version", "train_task_hash",
             "test_task", "test_task_version", "test_task_hash", "lr", "seed", "slice", "query_accuracy")
@@ -132,9 +132,72 @@ def suite_problems(meta_path: Path, meta: SubmissionMetadata, rows: list[dict],
     return problems
 
 
+# What a copied run may change and still carry another run's numbers
+RENAMED = ("run_id", "seed")
+
+
 def _fingerprints(rows: list[dict]) -> set[tuple]:
-    """Rows minus their run id: a copy of another submission's results matches even if renamed."""
-    return {tuple((k, v) for k, v in r.items() if k != "run_id") for r in rows}
+    """Rows minus their run id and seed: a copy of another run's results matches even if renamed."""
+    return {tuple((k, v) for k, v in r.items() if k not in RENAMED) for r in rows}
+
+
+def recorded_run_id(row: dict) -> str | None:
+    """The run id the runner derives from a row's recorded inputs (None if they are unreadable)."""
+    from mqarbench.runner.plan import run_id_from_key
+
+    try:
+        config = json.loads(row["model_config_json"])
+        hparams = json.loads(row["hparams_json"])
+    except (TypeError, ValueError):
+        return None
+    return run_id_from_key(row["model"], row["adapter_version"], config,
+                           [row["train_task"], row["train_task_version"], row["train_task_hash"]],
+                           hparams, row["seed"], row["preset"])
+
+
+def run_id_problems(path: Path, rows: list[dict]) -> list[str]:
+    """Each run id must be the hash of the run's recorded inputs (model, config, train data, hparams, seed)."""
+    bad = {}
+    for row in rows:
+        expected = recorded_run_id(row)
+        if expected != row["run_id"]:
+            bad.setdefault(row["run_id"], expected)
+    return [f"{path}: field 'run_id': run {rid} does not match its recorded model, config, train task, "
+            f"hyper-parameters, seed and preset (they give {expected or 'an unreadable key'}); "
+            "submit the runner's files unchanged" for rid, expected in bad.items()]
+
+
+def json_twin_problems(path: Path, rows: list[dict]) -> list[str]:
+    """``results.json`` (what the site serves) must hold exactly the rows of ``results.parquet``."""
+    twin = path.with_suffix(".json")
+    if not twin.is_file():
+        return [f"{twin}: missing; copy it with the run (`mqarbench leaderboard submit` does)"]
+    try:
+        served = json.loads(twin.read_text())
+    except ValueError as err:
+        return [f"{twin}: not valid JSON ({err})"]
+    canon = json.dumps(json.loads(json.dumps(rows, default=str)), sort_keys=True)
+    if json.dumps(served, sort_keys=True) != canon:
+        return [f"{twin}: differs from {path.name} (edited); the two must hold the same rows: "
+                "copy both from the run unchanged"]
+    return []
+
+
+def copied_run_problems(sub_dir: Path, rows: list[dict]) -> list[str]:
+    """Two runs of one submission whose rows agree in everything but run id and seed: a copy."""
+    by_run: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_run[r["run_id"]].append(r)
+    seen: dict[frozenset, str] = {}
+    problems = []
+    for run_id, run_rows in sorted(by_run.items(), key=lambda kv: str(kv[0])):
+        key = frozenset(_fingerprints(run_rows))
+        if key in seen:
+            problems.append(f"{sub_dir}: field 'run_id': run {run_id} carries the same rows as run "
+                            f"{seen[key]} (only id and seed differ): a copied run; remove it")
+        else:
+            seen[key] = run_id
+    return problems
 
 
 def load_rows(sub_dir: Path) -> tuple[dict[Path, list[dict]], list[str]]:
@@ -145,7 +208,11 @@ def load_rows(sub_dir: Path) -> tuple[dict[Path, list[dict]], list[str]]:
     loaded, problems = {}, []
     for f in files:
         try:
-            loaded[f] = read_results(f).to_pylist()
+            check_digest(f, required=False)  # a submission's sidecars are optional; a wrong one is not
+        except UserError as err:
+            problems.append(str(err))
+        try:
+            loaded[f] = read_results_unchecked(f).to_pylist()
         except UserError as err:
             problems.append(str(err))
     return loaded, problems
@@ -180,6 +247,9 @@ def validate_submission(sub_dir: Path, catalog: TaskCatalog,
     all_rows = [r for rows in files.values() for r in rows]
     for f, rows in files.items():
         problems += row_problems(f, rows)
+        problems += run_id_problems(f, rows)
+        problems += json_twin_problems(f, rows)
+    problems += copied_run_problems(sub_dir, all_rows)
     presets = sorted({r["preset"] for r in all_rows if r["preset"]})
     if len(presets) > 1:
         problems.append(f"{sub_dir}: field 'preset': mixed presets {', '.join(presets)}; "
@@ -222,19 +292,25 @@ def _rows_of(sub_dir: Path) -> list[dict]:
 def submission_dirs(path: Path) -> list[Path]:
     """``path`` itself if it is a submission, else the submissions directly under it."""
     path = Path(path)
-    if (path / METADATA_FILE).exists():
+    if (path / METADATA_FILE).exists() or is_submission_like(path):
         return [path]
     if not path.is_dir():
         raise UserError(f"{path}: no such directory; pass a submission or the submissions root")
     return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
 
 
+def is_submission_like(path: Path) -> bool:
+    """A folder holding runs (``runs/`` or results files of its own) is a submission, metadata or not."""
+    return (path / "runs").is_dir() or (path / RESULTS_FILE).is_file()
+
+
 def validate_path(path: Path, catalog: TaskCatalog) -> tuple[list[Path], list[str]]:
     """Validate one submission or every submission under a root; duplicates are checked against
     every other submission next to it."""
     subs = submission_dirs(path)
-    if (Path(path) / METADATA_FILE).exists():  # one submission: compare with submissions beside it
-        siblings = [p for p in Path(path).parent.iterdir() if (p / METADATA_FILE).is_file()]
+    if subs == [Path(path)]:  # one submission: compare with submissions beside it
+        siblings = [p for p in Path(path).parent.iterdir()
+                    if (p / METADATA_FILE).is_file() or p.resolve() == Path(path).resolve()]
     else:
         siblings = subs
     rows = {s.resolve(): _rows_of(s) for s in siblings}

@@ -50,10 +50,12 @@ def sweep(preset: str, lrs: list[float] | None = None, epochs: int | None = None
           batch_size: int | None = None) -> list[HParams]:
     """One ``HParams`` per learning rate of the sweep (``lrs`` replaces the preset's grid)."""
     base = preset_hparams(preset)
-    for flag, value in (("--lr", min(lrs) if lrs else 1), ("--epochs", epochs or 1),
-                        ("--batch-size", batch_size or 1)):
-        if value <= 0:
+    # `is not None`, not `or`: --epochs 0 is a mistake to report, never "the preset's default"
+    for flag, value in (("--lr", min(lrs) if lrs else None), ("--epochs", epochs),
+                        ("--batch-size", batch_size)):
+        if value is not None and not value > 0:
             raise UserError(f"{flag} must be positive, got {value}")
-    return [HParams(lr=lr, epochs=epochs or base.epochs, batch_size=batch_size or base.batch_size,
+    return [HParams(lr=lr, epochs=base.epochs if epochs is None else epochs,
+                    batch_size=base.batch_size if batch_size is None else batch_size,
                     eval_batch_size=base.eval_batch_size)
             for lr in (lrs or base.lrs)]

@@ -17,7 +17,8 @@ import pyarrow as pa
 
 from mqarbench.errors import UserError
 from mqarbench.io import write_json_atomic
-from mqarbench.results.store import RESULTS_FILE, read_results, to_table, write_results
+from mqarbench.results.store import RESULTS_FILE, results_or_none, to_table, write_results
+from mqarbench.runner.lock import hold_run
 from mqarbench.runner.plan import RunSpec, TaskRef
 from mqarbench.runner.rows import result_rows
 
@@ -35,10 +36,7 @@ def _existing_results(run_dir: Path) -> pa.Table | None:
     path = run_dir / RESULTS_FILE
     if not path.exists():
         return None
-    try:
-        return read_results(path)
-    except UserError:
-        return None  # corrupt or outdated: every test is evaluated again
+    return results_or_none(path)  # corrupt, unverified or outdated: every test is evaluated again
 
 
 def missing_tests(spec: RunSpec) -> list[TaskRef]:
@@ -141,6 +139,7 @@ def finish_run(run: OpenRun, state=None, pack_size: int = 1) -> dict:
     from mqarbench.runner.envinfo import peak_memory_mb
     from mqarbench.runner.evaluate import evaluate_cells, save_attention
     from mqarbench.runner.train import BEST
+    from mqarbench.runner.weights import export_selected
 
     spec, record, info, device, model = run.spec, run.record, run.info, run.device, run.model
     run_dir = spec.run_dir
@@ -156,6 +155,7 @@ def finish_run(run: OpenRun, state=None, pack_size: int = 1) -> dict:
         record.update({k: info[k] for k in ("best_epoch", "valid_query_accuracy", "history",
                                             "train_tokens_per_s", "pack_size") if k in info})
     model.load_state_dict(best["model"])
+    export_selected(model, run_dir)  # what is evaluated below is exactly what a submission carries
     record["trained"] = True
     record["peak_memory_mb"] = max(peak_memory_mb(device), info.get("peak_memory_mb", 0.0))
 
@@ -186,7 +186,13 @@ def finish_run(run: OpenRun, state=None, pack_size: int = 1) -> dict:
 
 
 def execute(spec: RunSpec, on_step=None) -> dict:
-    """Run ``spec`` to completion on its own; return its ``run.json`` record."""
+    """Run ``spec`` to completion on its own, under its lock (one process per run); return its
+    ``run.json`` record."""
+    with hold_run(spec.run_dir):
+        return _execute(spec, on_step)
+
+
+def _execute(spec: RunSpec, on_step=None) -> dict:
     from mqarbench.runner.train import train_model
 
     run = open_run(spec)

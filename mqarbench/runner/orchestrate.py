@@ -114,6 +114,10 @@ def _execute(todo: list[RunSpec], executor: str, ray_address: str | None, worker
                           f"seed {spec.seed}: valid {record.get('valid_query_accuracy', 0):.1f} "
                           f"in {record.get('wall_time_s', 0):.1f}s", soft_wrap=True)
 
+        if not console.is_terminal:  # a log file: the bar prints nothing until it ends
+            from mqarbench.runner.progress import with_lines
+
+            on_step = with_lines(on_step, lambda text: console.print(text, soft_wrap=True))
         t0 = time.perf_counter()
         if executor == "ray":
             run_ray(todo, done, ray_address, workers_per_gpu)

@@ -64,9 +64,16 @@ class RunSpec:
 def run_id(adapter_name: str, adapter_version: str, model_config: dict, train: TaskRef,
            hparams: HParams, seed: int, preset: str) -> str:
     """Short sha256 of everything that decides a run's trained weights."""
+    return run_id_from_key(adapter_name, adapter_version, model_config,
+                           [train.task, train.version, train.content_hash], hparams.model_dump(mode="json"),
+                           seed, preset)
+
+
+def run_id_from_key(adapter_name: str, adapter_version: str, model_config: dict, train: list,
+                    hparams: dict, seed: int, preset: str) -> str:
+    """``run_id`` from recorded values (what result rows hold), so validation can recompute it."""
     key = {"adapter": adapter_name, "adapter_version": adapter_version, "config": model_config,
-           "train": [train.task, train.version, train.content_hash],
-           "hparams": hparams.model_dump(mode="json"), "seed": seed, "preset": preset}
+           "train": list(train), "hparams": hparams, "seed": seed, "preset": preset}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
