@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
@@ -40,10 +41,13 @@ def main() -> None:
         bucket = static_buckets(data, device)[args.bucket]
         model = adapter.build(args.preset, spec.vocab_size, spec.max_len).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=torch.tensor(hp.lr, device=device), capturable=True)
-        rows = torch.arange(hp.batch_size, device=device)
+        host_rows = np.arange(hp.batch_size)
+        n = int(bucket.labels_per_row()[host_rows].sum())
+        index, target = (torch.from_numpy(a).to(device) for a in bucket.flat_labels(host_rows, n))
+        rows = torch.from_numpy(host_rows).to(device)
 
         def step():
-            loss = static_loss(model, bucket, rows)
+            loss = static_loss(model, bucket.input_ids, rows, index, target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -56,7 +60,7 @@ def main() -> None:
             for _ in range(5):
                 step()
             torch.cuda.synchronize()
-        print(f"\n## {model_name}: bucket L={bucket.input_ids.shape[1]}, Q={bucket.positions.shape[1]}, "
+        print(f"\n## {model_name}: bucket L={bucket.length}, {n} labels, "
               f"B={hp.batch_size}, V={spec.vocab_size} (5 steps)")
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.top, max_name_column_width=70))
         del model, opt, data

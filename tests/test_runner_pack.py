@@ -18,14 +18,15 @@ from mqarbench.runner.plan import plan_run
 from mqarbench.runner.train import CHECKPOINT, Member
 from test_runner_fixtures import KILL_MARKER_ENV, STANDIN, cli_env, mini_env, mini_tasks  # noqa: F401
 
-STEPS = 20  # 64 examples, batch 32: 2 steps an epoch
+EPOCHS, BATCH = 3, 8
+STEPS = 24  # 64 examples, batch 8: 8 steps an epoch
 SETTINGS = [(3e-3, 0), (1e-2, 1), (3e-3, 2)]  # (lr, seed) of the three members
 
 
 def specs_for(model: str, out, data) -> list:
     ds = build_dataset("standard", "tiny", data)
     return [plan_run(load_adapter(model), model, ds, [], "tiny",
-                     HParams(lr=lr, epochs=STEPS // 2, batch_size=32, eval_batch_size=32), seed, out)
+                     HParams(lr=lr, epochs=EPOCHS, batch_size=BATCH, eval_batch_size=32), seed, out)
             for lr, seed in SETTINGS]
 
 

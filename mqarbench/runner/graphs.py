@@ -7,9 +7,10 @@ and replayed; runs on different streams overlap on the GPU (``mqarbench/runner/p
 
 A graph needs fixed shapes and no host synchronisation, so the step differs from the eager
 one only in how it finds the labelled positions: not by a boolean mask (a data-dependent
-shape), but through precomputed (row, slot) -> position tables padded to the bucket's most
-labels per row, the padding ignored by the loss; a short last batch is filled with a blank
-row that has no labels. The loss is the same mean over the same labelled positions.
+shape), but by an index into the batch's flattened positions, computed on the host for each
+batch of the epoch and padded to the most labels any batch of the run holds in that bucket
+(the padding is ignored by the loss); a short last batch is filled with a blank row that has
+no labels. The loss is the same mean over the same labelled positions.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import torch.nn.functional as F
 
 from mqarbench.models.heads import has_split_head
 from mqarbench.runner.evaluate import autocast
-from mqarbench.runner.train import Member, StepCallback, TrainData
+from mqarbench.runner.batches import epoch_plan
 from mqarbench.runner.plan import RunSpec
+from mqarbench.runner.train import Member, StepCallback, TrainData
 
 # Eager steps per bucket before capture: Triton autotuning, cuFFT plans, lazy caches and the
 # optimizer's state are all created outside the graph.
@@ -34,13 +36,31 @@ WARMUP_STEPS = 2
 class StaticBucket:
     """One length bucket with a blank last row (PAD input, no labels)."""
 
-    input_ids: torch.Tensor  # (N + 1, L)
-    positions: torch.Tensor  # (N + 1, Q) labelled positions of each row, 0-padded
-    targets: torch.Tensor  # (N + 1, Q) their labels, -100 in the padding
+    input_ids: torch.Tensor  # (N + 1, L) on the device
+    positions: np.ndarray  # (N + 1, Q) labelled positions of each row, 0-padded
+    targets: np.ndarray  # (N + 1, Q) their labels, -100 in the padding
 
     @property
     def blank(self) -> int:
         return self.input_ids.shape[0] - 1
+
+    @property
+    def length(self) -> int:
+        return self.input_ids.shape[1]
+
+    def labels_per_row(self) -> np.ndarray:  # (N + 1,)
+        return (self.targets != -100).sum(1)
+
+    def flat_labels(self, rows: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """The labelled positions of a batch of ``rows`` (B,) as indices into its flattened (B * L)
+        hidden states, in row-major order, and their targets; padded to ``size`` with (0, -100)."""
+        pos, tgt = self.positions[rows], self.targets[rows]  # (B, Q)
+        valid = tgt != -100
+        flat = (np.arange(len(rows))[:, None] * self.length + pos)[valid]
+        index = np.zeros(size, dtype=np.int64)
+        target = np.full(size, -100, dtype=np.int64)
+        index[: len(flat)], target[: len(flat)] = flat, tgt[valid]
+        return index, target
 
 
 def label_table(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -67,26 +87,30 @@ def static_buckets(data: TrainData, device: torch.device) -> list[StaticBucket]:
             positions, targets = label_table(labels)
             pad = lambda a, v: np.concatenate([a, np.full((1, a.shape[1]), v, dtype=a.dtype)])  # noqa: E731
             cached.append(StaticBucket(torch.from_numpy(pad(ids, 0)).to(device),
-                                       torch.from_numpy(pad(positions, 0)).to(device),
-                                       torch.from_numpy(pad(targets, -100)).to(device)))
+                                       pad(positions, 0), pad(targets, -100)))
         data._static = cached
     return cached
 
 
-def static_loss(model: torch.nn.Module, bucket: StaticBucket, rows: torch.Tensor) -> torch.Tensor:
-    """Cross entropy over the labelled positions of rows (B,) of ``bucket``, fixed shapes throughout."""
-    x = bucket.input_ids.index_select(0, rows)  # (B, L)
-    pos = bucket.positions.index_select(0, rows)  # (B, Q)
-    target = bucket.targets.index_select(0, rows)  # (B, Q)
+def static_loss(model: torch.nn.Module, input_ids: torch.Tensor, rows: torch.Tensor,
+                index: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross entropy at ``index`` (N,) of the flattened (B * L) positions of ``input_ids[rows]``,
+    against ``target`` (N,) (-100 = padding); fixed shapes throughout."""
+    x = input_ids.index_select(0, rows)  # (B, L)
     with autocast(x.device):
         if has_split_head(model):
             hidden = model.hidden_states(x)  # (B, L, D)
-            picked = hidden.gather(1, pos.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))  # (B, Q, D)
-            logits = model.logits(picked)  # (B, Q, V)
+            logits = model.logits(hidden.flatten(0, 1).index_select(0, index))  # (N, V)
         else:
             full = model(x)  # (B, L, V)
-            logits = full.gather(1, pos.unsqueeze(-1).expand(-1, -1, full.shape[-1]))  # (B, Q, V)
-    return F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), ignore_index=-100)
+            logits = full.flatten(0, 1).index_select(0, index)  # (N, V)
+    return F.cross_entropy(logits.float(), target, ignore_index=-100)
+
+
+def label_budget(bucket: StaticBucket, plans: list[list[tuple[int, np.ndarray]]], b: int) -> int:
+    """The most labels any batch of bucket ``b`` holds in ``plans`` (every epoch of a run)."""
+    per_row = bucket.labels_per_row()
+    return max([int(per_row[rows].sum()) for plan in plans for k, rows in plan if k == b] or [1])
 
 
 class GraphedMember(Member):
@@ -99,15 +123,22 @@ class GraphedMember(Member):
             super().__init__(spec, model, data, device, on_step, capturable=True)
         self.stream = stream
         self.static = static_buckets(data, device)
-        self.rows = torch.zeros(spec.hparams.batch_size, dtype=torch.long, device=device)  # (B,)
-        self.plan_rows = self.rows.new_zeros((0, spec.hparams.batch_size))  # (steps, B)
+        hp = spec.hparams
+        plans = [epoch_plan(data.sizes, hp.batch_size, spec.seed, e) for e in range(hp.epochs)]
+        # static label count per bucket: the most any batch of this run will ever hold
+        self.budget = [label_budget(bucket, plans, b) for b, bucket in enumerate(self.static)]
+        self.rows = torch.zeros(hp.batch_size, dtype=torch.long, device=device)  # (B,)
+        self.index = [torch.zeros(n, dtype=torch.long, device=device) for n in self.budget]  # (N_b,)
+        self.target = [torch.full((n,), -100, dtype=torch.long, device=device) for n in self.budget]
+        self.epoch_tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.pool = torch.cuda.graph_pool_handle()
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         with torch.cuda.stream(stream):
             self._capture()
 
     def _step_body(self, bucket: int) -> torch.Tensor:
-        loss = static_loss(self.model, self.static[bucket], self.rows)
+        loss = static_loss(self.model, self.static[bucket].input_ids, self.rows, self.index[bucket],
+                           self.target[bucket])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.hparams.grad_clip)
@@ -121,7 +152,11 @@ class GraphedMember(Member):
         saved = {id(p): {k: v.clone() for k, v in s.items()} for p, s in self.optimizer.state.items()}
         batch = self.spec.hparams.batch_size
         for b, bucket in enumerate(self.static):
-            self.rows.copy_(torch.arange(batch, device=self.device) % bucket.blank)
+            rows = np.arange(batch) % bucket.blank
+            index, target = bucket.flat_labels(rows, self.budget[b])
+            self.rows.copy_(torch.from_numpy(rows))
+            self.index[b].copy_(torch.from_numpy(index))
+            self.target[b].copy_(torch.from_numpy(target))
             for _ in range(WARMUP_STEPS):
                 self._step_body(b)
         for b in range(len(self.static)):
@@ -142,20 +177,29 @@ class GraphedMember(Member):
     def begin_epoch(self) -> None:
         with torch.cuda.stream(self.stream):
             super().begin_epoch()
-            batch = self.spec.hparams.batch_size
-            table = np.empty((len(self.plan), batch), dtype=np.int64)
+            batch, width = self.spec.hparams.batch_size, max(self.budget)
+            rows_table = np.empty((len(self.plan), batch), dtype=np.int64)  # (steps, B)
+            index_table = np.zeros((len(self.plan), width), dtype=np.int64)  # (steps, N)
+            target_table = np.full((len(self.plan), width), -100, dtype=np.int64)
             for i, (b, rows) in enumerate(self.plan):
-                table[i, : len(rows)] = rows
-                table[i, len(rows):] = self.static[b].blank
-            self.plan_rows = torch.from_numpy(table).to(self.device)
+                rows_table[i, : len(rows)] = rows
+                rows_table[i, len(rows):] = self.static[b].blank
+                n = self.budget[b]
+                index_table[i, :n], target_table[i, :n] = self.static[b].flat_labels(rows_table[i], n)
+            self.epoch_tables = tuple(torch.from_numpy(t).to(self.device)
+                                      for t in (rows_table, index_table, target_table))
 
     def step(self) -> None:
         bucket, rows = self.plan[self.cursor]
         graph, loss = self.graphs[bucket]
+        rows_table, index_table, target_table = self.epoch_tables
+        n = self.budget[bucket]
         with torch.cuda.stream(self.stream):
-            self.rows.copy_(self.plan_rows[self.cursor])
+            self.rows.copy_(rows_table[self.cursor])
+            self.index[bucket].copy_(index_table[self.cursor, :n])
+            self.target[bucket].copy_(target_table[self.cursor, :n])
             graph.replay()
-            self.after_step(loss, len(rows) * self.static[bucket].input_ids.shape[1])
+            self.after_step(loss, len(rows) * self.static[bucket].length)
 
     def end_epoch(self, train_s: float | None = None) -> None:
         with torch.cuda.stream(self.stream):
