@@ -14,7 +14,7 @@ from mqarbench.models.registry import BUILTINS, list_adapters, load_adapter, res
 
 ADAPTER_SOURCE = textwrap.dedent('''
     import torch
-    from mqarbench.models.adapter import ModelAdapter
+    from mqarbench.models import ModelAdapter, ModelConfig
 
     class Bigram(torch.nn.Module):
         def __init__(self, vocab_size):
@@ -23,13 +23,16 @@ ADAPTER_SOURCE = textwrap.dedent('''
         def forward(self, input_ids):  # (B, L) -> (B, L, V)
             return self.table(input_ids)
 
-    class BigramAdapter(ModelAdapter):
+    class BigramConfig(ModelConfig):
+        pass
+
+    class BigramAdapter(ModelAdapter[BigramConfig]):
         name = "bigram"
-        family = "lookup"
-        def config(self, preset, vocab_size, max_len):
-            return {"vocab_size": vocab_size}
-        def build(self, preset, vocab_size, max_len):
-            return Bigram(vocab_size)
+        family = "other"
+        Config = BigramConfig
+        presets = {"tiny": {}, "small": {}, "paper": {}}
+        def create_model(self, cfg):
+            return Bigram(cfg.vocab_size)
 ''')
 
 

@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lister = sub.add_parser("list", help="every task in tasks/")
     lister.set_defaults(func=list_cmd)
     show = sub.add_parser("show", help="a task's spec and one decoded example")
-    show.add_argument("task")
+    show.add_argument("task", help="task name (a file tasks/<name>.yaml; see `mqarbench tasks list`)")
     show.add_argument("--preset", default="tiny", help="preset whose cells are listed (default: tiny)")
     show.add_argument("--cell", help="SEQ_LEN,KV_PAIRS of the example (default: a short cell)")
     show.add_argument("--split", help="split of the example (default: train, or test for test-only tasks)")
