@@ -147,6 +147,11 @@ def check_adapter(adapter: ModelAdapter, where: str) -> None:
     unknown = sorted(set(adapter.presets) - set(PRESETS))
     if unknown:
         raise UserError(f"{label}: `presets` has unknown preset(s) {', '.join(unknown)}; use {', '.join(PRESETS)}")
+    for preset, row in adapter.presets.items():
+        strays = sorted(set(row) - set(adapter.Config.model_fields))
+        if strays:
+            raise UserError(f"{label}: presets['{preset}'] sets {', '.join(strays)}, not field(s) of "
+                            f"{adapter.Config.__name__}; declare them in the Config class or fix the names")
     if adapter.PAPER_PARAMS is not None and (not isinstance(adapter.PAPER_PARAMS, int) or adapter.PAPER_PARAMS < 1):
         raise UserError(f"{label}: PAPER_PARAMS must be a positive int (the paper's parameter count) or None")
 
