@@ -56,3 +56,14 @@ def test_data_build_and_models_list_follow_the_rule(monkeypatch, capsys, tmp_pat
     assert "standard (tiny) ..." in capsys.readouterr().out
     assert main(["models", "list"]) == 0
     assert "(preset tiny)" in capsys.readouterr().out
+
+
+def test_every_environment_variable_is_in_the_readme():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    used = {m for path in (root / "mqarbench").rglob("*.py")
+            for m in re.findall(r"\bMQARBENCH_[A-Z_]+\b", path.read_text())}
+    section = (root / "README.md").read_text().split("## Environment variables")[1].split("<!-- end")[0]
+    assert used and {v for v in used if f"`{v}`" not in section} == set()
