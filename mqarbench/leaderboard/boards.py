@@ -66,6 +66,11 @@ class BoardEntry:
     def state_size(self) -> int | None:
         return self._first("state_size")
 
+    @property
+    def family(self) -> str:
+        """The model family its results record ("other" where they record none)."""
+        return self._first("model_family") or "other"
+
     def pairs(self) -> list[tuple[str, str]]:
         return sorted({(r["train_task"], r["test_task"]) for r in self._overall})
 
