@@ -13,9 +13,9 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 
-from baselines.mamba import Mamba, MambaMixer
-from mqarbench.errors import UserError
+from baselines.mamba import Mamba, MambaConfig, MambaMixer
 from mqarbench.kernels import KernelChoice
 from mqarbench.kernels.long_conv import long_conv_impl
 
@@ -53,37 +53,43 @@ class GlobalSelectionMixer(MambaMixer):
         return dt * F.silu(context).to(dt.dtype)
 
 
+class GlobalMambaConfig(MambaConfig):
+    long_kernel: int = Field(ge=1)  # taps of the long causal convolution
+    global_selection_layers: list[int]  # the layers whose dt is gated, in order
+
+    @model_validator(mode="after")
+    def _layers_exist(self) -> "GlobalMambaConfig":
+        if any(i < 0 or i >= self.n_layers for i in self.global_selection_layers):
+            raise ValueError(f"global_selection_layers {self.global_selection_layers} outside "
+                             f"0..{self.n_layers - 1}; pick existing layers")
+        return self
+
+
 class GlobalMamba(Mamba):
     """Mamba-130M plus Global Selection (long kernel 128) in every layer: 133M in the paper."""
 
     name: ClassVar[str] = "global_mamba"
     citation: ClassVar[str] = ("Local pattern shortcuts of Mamba (Global Selection); "
                                + Mamba.citation)
-    PAPER_PARAMS: ClassVar[float] = 133e6
+    PAPER_PARAMS: ClassVar[int | None] = 133_000_000
+    Config = GlobalMambaConfig
     long_kernel: ClassVar[int] = 128
     global_selection_layers: ClassVar[tuple[int, ...] | None] = None  # None: every layer
 
-    def config(self, preset: str, vocab_size: int, max_len: int) -> dict[str, Any]:
-        cfg = super().config(preset, vocab_size, max_len)
+    def fields(self, preset: str) -> dict[str, Any]:
+        row = super().fields(preset)
         layers = self.global_selection_layers
-        layers = list(range(cfg["n_layers"])) if layers is None else sorted(set(layers))
-        if any(i < 0 or i >= cfg["n_layers"] for i in layers):
-            raise UserError(f"{self.name}: global_selection_layers {layers} outside "
-                            f"0..{cfg['n_layers'] - 1} at preset {preset}; pick existing layers")
-        if self.long_kernel < 1:
-            raise UserError(f"{self.name}: long_kernel must be >= 1, got {self.long_kernel}")
-        return {**cfg, "long_kernel": self.long_kernel, "global_selection_layers": layers}
+        layers = list(range(row["n_layers"])) if layers is None else sorted(set(layers))
+        return {**row, "long_kernel": self.long_kernel, "global_selection_layers": layers}
 
-    def mixer(self, cfg: dict[str, Any], layer: int) -> nn.Module:
-        if layer not in cfg["global_selection_layers"]:
+    def mixer(self, cfg: GlobalMambaConfig, layer: int) -> nn.Module:
+        if layer not in cfg.global_selection_layers:
             return super().mixer(cfg, layer)
-        return GlobalSelectionMixer(cfg["d_model"], cfg["d_state"], cfg["d_conv"],
-                                    cfg["expand"], cfg["dt_rank"], cfg["long_kernel"])
+        return GlobalSelectionMixer(cfg.d_model, cfg.d_state, cfg.d_conv, cfg.expand, cfg.dt_rank,
+                                    cfg.long_kernel)
 
-    def state_size(self, preset: str, vocab_size: int, max_len: int) -> int:
+    def recurrent_state(self, cfg: GlobalMambaConfig) -> int:
         """Mamba's state plus the long conv's window (d_inner x (long_kernel - 1)) per gated
         layer, which token-by-token generation must keep."""
-        cfg = self.config(preset, vocab_size, max_len)
-        window = cfg["expand"] * cfg["d_model"] * (cfg["long_kernel"] - 1)
-        return super().state_size(preset, vocab_size, max_len) + window * len(
-            cfg["global_selection_layers"])
+        window = cfg.expand * cfg.d_model * (cfg.long_kernel - 1)
+        return super().recurrent_state(cfg) + window * len(cfg.global_selection_layers)

@@ -16,17 +16,23 @@ from typing import Any
 import torch
 from torch import nn
 
-from baselines.common import SplitHeadLM, TableAdapter
 from mqarbench.kernels import KernelChoice
 from mqarbench.kernels.long_conv import long_conv_impl
+from mqarbench.models import ModelAdapter, ModelConfig, SplitLM
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(n_layers=2, d_model=64, filter_width=16, pos_dim=9),
-    "small": dict(n_layers=2, d_model=128, filter_width=64, pos_dim=33),
-    "paper": dict(n_layers=18, d_model=864, filter_width=64, pos_dim=33),
-}
-COMMON: dict[str, Any] = dict(order=2, short_conv=3, mlp_ratio=2, sin_freq=1.0,
-                              fast_decay_pct=0.3, slow_decay_pct=1.5, decay_target=1e-2)
+
+class HyenaConfig(ModelConfig):
+    n_layers: int
+    d_model: int
+    filter_width: int  # hidden width of the implicit filter's MLP
+    pos_dim: int  # positional features fed to it: t and (pos_dim - 1) / 2 cos/sin bands
+    order: int = 2
+    short_conv: int = 3
+    mlp_ratio: int = 2
+    sin_freq: float = 1.0
+    fast_decay_pct: float = 0.3
+    slow_decay_pct: float = 1.5
+    decay_target: float = 1e-2
 
 
 class Sin(nn.Module):
@@ -114,15 +120,15 @@ class HyenaBlock(nn.Module):
         return x + self.mlp(self.ln_mlp(x))
 
 
-class HyenaLM(SplitHeadLM):
-    def __init__(self, vocab_size: int, n_layers: int, d_model: int, mlp_ratio: int,
-                 **operator_args: Any) -> None:
+class HyenaLM(SplitLM):
+    def __init__(self, cfg: HyenaConfig) -> None:
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, d_model)
-        self.blocks = nn.ModuleList(HyenaBlock(d_model, mlp_ratio, **operator_args)
-                                    for _ in range(n_layers))
-        self.norm = nn.LayerNorm(d_model)
-        self.unembed = nn.Linear(d_model, vocab_size, bias=False)
+        operator_args = cfg.model_dump(exclude={"vocab_size", "n_layers", "d_model", "mlp_ratio"})
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(HyenaBlock(cfg.d_model, cfg.mlp_ratio, **operator_args)
+                                    for _ in range(cfg.n_layers))
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.unembed = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         nn.init.normal_(self.embed.weight, std=0.02)
         self.unembed.weight = self.embed.weight  # tied, as Hyena's GPT-style LM
 
@@ -133,18 +139,21 @@ class HyenaLM(SplitHeadLM):
         return self.norm(x)
 
 
-class Hyena(TableAdapter):
+class Hyena(ModelAdapter[HyenaConfig]):
     name = "hyena"
     family = "long-convolution"
     citation = ("Poli et al. 2023, Hyena Hierarchy: Towards Larger Convolutional Language "
                 "Models (ICML)")
     PAPER_PARAMS = 153_000_000
+    Config = HyenaConfig
+    presets = {
+        "tiny": dict(n_layers=2, d_model=64, filter_width=16, pos_dim=9),
+        "small": dict(n_layers=2, d_model=128, filter_width=64, pos_dim=33),
+        "paper": dict(n_layers=18, d_model=864, filter_width=64, pos_dim=33),
+    }
 
-    presets = PRESETS
-    common = COMMON
-    lm_class = HyenaLM
+    def create_model(self, cfg: HyenaConfig) -> nn.Module:
+        return HyenaLM(cfg)
 
-    def state_size(self, preset: str, vocab_size: int, max_len: int) -> int:
-        """0: the long filters span the whole input, so exact recurrent decoding keeps every past
-        input (the state grows with L)."""
-        return 0
+    # recurrent_state stays 0: the long filters span the whole input, so exact recurrent decoding
+    # keeps every past input (the state grows with L).

@@ -10,18 +10,17 @@ subclass changes dt) the unfused path with one dispatched kernel per op.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mqarbench.errors import UserError
 from mqarbench.kernels import KernelChoice
 from mqarbench.kernels.add_rms_norm import add_norm_impl
 from mqarbench.kernels.causal_conv import conv_impl
 from mqarbench.kernels.selective_scan import inner_impl, scan_impl
-from mqarbench.models.adapter import PRESETS, ModelAdapter
+from mqarbench.models import ModelAdapter, ModelConfig, SplitLM
 
 NORM_EPS = 1e-5
 CITATION = "Gu and Dao (2023), Mamba: Linear-Time Sequence Modeling with Selective State Spaces"
@@ -123,7 +122,7 @@ class Block(nn.Module):
         return self.mixer(normed), residual
 
 
-class MambaLM(nn.Module):
+class MambaLM(SplitLM):
     """Embedding, blocks, final RMSNorm, LM head tied to the embedding."""
 
     def __init__(self, vocab_size: int, d_model: int, mixers: list[nn.Module]):
@@ -147,57 +146,59 @@ class MambaLM(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., d_model) -> (..., V)
         return F.linear(hidden, self.embedding.weight)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, V)
-        return self.logits(self.hidden_states(input_ids))
+
+class MambaConfig(ModelConfig):
+    # The adapter's name and the preset repeat what the run id hashes anyway; they have been in
+    # this config since its first version, so they stay: dropping them would re-key every run.
+    model: str
+    preset: str
+    n_layers: int
+    d_model: int
+    d_state: int
+    d_conv: int = 4
+    expand: int = 2
+    dt_rank: int  # ceil(d_model / 16), as mamba_ssm's "auto"
+    norm: Literal["rmsnorm"] = "rmsnorm"
+    tied_head: bool = True
 
 
-SIZES = {  # preset -> (n_layers, d_model)
-    "tiny": (2, 64),
-    "small": (2, 128),
-    "paper": (24, 768),
-}
-
-
-class Mamba(ModelAdapter):
+class Mamba(ModelAdapter[MambaConfig]):
     """Mamba-130M at preset paper (d 768, 24 layers, d_state 16, d_conv 4, expand 2)."""
 
     name: ClassVar[str] = "mamba"
     family: ClassVar[str] = "ssm"
     citation: ClassVar[str] = CITATION
-    PAPER_PARAMS: ClassVar[float] = 129e6
-    d_state: ClassVar[int] = 16
+    PAPER_PARAMS: ClassVar[int | None] = 129_000_000
+    Config: ClassVar[type[ModelConfig]] = MambaConfig
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": dict(n_layers=2, d_model=64),
+        "small": dict(n_layers=2, d_model=128),
+        "paper": dict(n_layers=24, d_model=768),
+    }
+    d_state: ClassVar[int] = 16  # the state variants change only this
 
-    def config(self, preset: str, vocab_size: int, max_len: int) -> dict[str, Any]:
-        if preset not in SIZES:
-            raise UserError(f"preset {preset!r} unknown for {self.name}: use one of {PRESETS}")
-        n_layers, d_model = SIZES[preset]
-        return {"model": self.name, "preset": preset, "vocab_size": vocab_size,
-                "max_len": max_len, "n_layers": n_layers, "d_model": d_model,
-                "d_state": self.d_state, "d_conv": 4, "expand": 2,
-                "dt_rank": math.ceil(d_model / 16), "norm": "rmsnorm", "tied_head": True}
+    def fields(self, preset: str) -> dict[str, Any]:
+        row = super().fields(preset)
+        return {**row, "model": self.name, "preset": preset, "d_state": self.d_state,
+                "dt_rank": math.ceil(row["d_model"] / 16)}
 
-    def mixer(self, cfg: dict[str, Any], layer: int) -> nn.Module:
-        return MambaMixer(cfg["d_model"], cfg["d_state"], cfg["d_conv"], cfg["expand"],
-                          cfg["dt_rank"])
+    def mixer(self, cfg: MambaConfig, layer: int) -> nn.Module:
+        return MambaMixer(cfg.d_model, cfg.d_state, cfg.d_conv, cfg.expand, cfg.dt_rank)
 
-    def build(self, preset: str, vocab_size: int, max_len: int) -> nn.Module:
-        cfg = self.config(preset, vocab_size, max_len)
-        mixers = [self.mixer(cfg, i) for i in range(cfg["n_layers"])]
-        return MambaLM(vocab_size, cfg["d_model"], mixers)
+    def create_model(self, cfg: MambaConfig) -> nn.Module:
+        return MambaLM(cfg.vocab_size, cfg.d_model, [self.mixer(cfg, i) for i in range(cfg.n_layers)])
 
-    def state_size(self, preset: str, vocab_size: int, max_len: int) -> int:
+    def recurrent_state(self, cfg: MambaConfig) -> int:
         """SSM state (d_inner x d_state) plus the short conv's window (d_inner x (d_conv - 1))
         per layer: both must be carried to continue a sequence token by token."""
-        cfg = self.config(preset, vocab_size, max_len)
-        d_inner = cfg["expand"] * cfg["d_model"]
-        return cfg["n_layers"] * d_inner * (cfg["d_state"] + cfg["d_conv"] - 1)
+        return cfg.n_layers * cfg.expand * cfg.d_model * (cfg.d_state + cfg.d_conv - 1)
 
 
 class Mamba2xState(Mamba):
     """Mamba with twice the SSM state (d_state 32)."""
 
     name: ClassVar[str] = "mamba_2x_state"
-    PAPER_PARAMS: ClassVar[float] = 130e6
+    PAPER_PARAMS: ClassVar[int | None] = 130_000_000
     d_state: ClassVar[int] = 32
 
 
@@ -205,5 +206,5 @@ class Mamba4xState(Mamba):
     """Mamba with four times the SSM state (d_state 64)."""
 
     name: ClassVar[str] = "mamba_4x_state"
-    PAPER_PARAMS: ClassVar[float] = 134e6
+    PAPER_PARAMS: ClassVar[int | None] = 134_000_000
     d_state: ClassVar[int] = 64

@@ -8,21 +8,22 @@ benchmark's vocabularies, every ``small`` model has a similar count (about 2.9M 
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import torch
 from torch import nn
 
-from baselines.common import SplitHeadLM, TableAdapter
 from mqarbench.kernels import KernelChoice
 from mqarbench.kernels.attention import attention_impl
+from mqarbench.models import ModelAdapter, ModelConfig, SplitLM
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(n_layers=2, d_model=64, n_heads=2, tie_embeddings=True),
-    "small": dict(n_layers=2, d_model=128, n_heads=4, tie_embeddings=True),
-    "paper": dict(n_layers=8, d_model=768, n_heads=12, tie_embeddings=False),
-}
-COMMON: dict[str, Any] = dict(rotary_pct=0.25, rotary_base=10_000, mlp_ratio=4)
+
+class PythiaConfig(ModelConfig):
+    n_layers: int
+    d_model: int
+    n_heads: int
+    tie_embeddings: bool
+    rotary_pct: float = 0.25  # share of each head's channels that is rotated
+    rotary_base: int = 10_000
+    mlp_ratio: int = 4
 
 
 def rotary_tables(length: int, n_rot: int, base: float,
@@ -68,18 +69,17 @@ class NeoXBlock(nn.Module):
         return x + self.attn_out(y) + self.mlp(self.ln_mlp(x))
 
 
-class PythiaLM(SplitHeadLM):
-    def __init__(self, vocab_size: int, n_layers: int, d_model: int, n_heads: int,
-                 tie_embeddings: bool, rotary_pct: float, rotary_base: float, mlp_ratio: int,
-                 **_: Any) -> None:
+class PythiaLM(SplitLM):
+    def __init__(self, cfg: PythiaConfig) -> None:
         super().__init__()
-        self.n_rot, self.rotary_base = int(d_model // n_heads * rotary_pct), rotary_base
-        self.embed = nn.Embedding(vocab_size, d_model)
-        self.blocks = nn.ModuleList(NeoXBlock(d_model, n_heads, mlp_ratio) for _ in range(n_layers))
+        d_model = cfg.d_model
+        self.n_rot, self.rotary_base = int(d_model // cfg.n_heads * cfg.rotary_pct), cfg.rotary_base
+        self.embed = nn.Embedding(cfg.vocab_size, d_model)
+        self.blocks = nn.ModuleList(NeoXBlock(d_model, cfg.n_heads, cfg.mlp_ratio) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(d_model)
-        self.unembed = nn.Linear(d_model, vocab_size, bias=False)
-        self._init(n_layers)
-        if tie_embeddings:
+        self.unembed = nn.Linear(d_model, cfg.vocab_size, bias=False)
+        self._init(cfg.n_layers)
+        if cfg.tie_embeddings:
             self.unembed.weight = self.embed.weight
 
     def _init(self, n_layers: int) -> None:
@@ -101,17 +101,20 @@ class PythiaLM(SplitHeadLM):
         return self.norm(x)
 
 
-class Pythia(TableAdapter):
+class Pythia(ModelAdapter[PythiaConfig]):
     name = "pythia"
     family = "attention"
     citation = ("Biderman et al. 2023, Pythia: A Suite for Analyzing Large Language Models "
                 "Across Training and Scaling (ICML)")
     PAPER_PARAMS = 133_000_000
+    Config = PythiaConfig
+    presets = {
+        "tiny": dict(n_layers=2, d_model=64, n_heads=2, tie_embeddings=True),
+        "small": dict(n_layers=2, d_model=128, n_heads=4, tie_embeddings=True),
+        "paper": dict(n_layers=8, d_model=768, n_heads=12, tie_embeddings=False),
+    }
 
-    presets = PRESETS
-    common = COMMON
-    lm_class = PythiaLM
+    def create_model(self, cfg: PythiaConfig) -> nn.Module:
+        return PythiaLM(cfg)
 
-    def state_size(self, preset: str, vocab_size: int, max_len: int) -> int:
-        """0: attention keeps every past key and value, a cache that grows with L."""
-        return 0
+    # recurrent_state stays 0: attention keeps every past key and value, a cache that grows with L.

@@ -11,22 +11,23 @@ RWKV-7 would change more (a delta-rule state update), so it is further from the 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.common import SplitHeadLM, TableAdapter
 from mqarbench.kernels import KernelChoice
 from mqarbench.kernels.rwkv import wkv6_impl
+from mqarbench.models import ModelAdapter, ModelConfig, SplitLM
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(n_layers=2, d_model=64, head_size=32, tie_embeddings=True),
-    "small": dict(n_layers=2, d_model=128, head_size=32, tie_embeddings=True),
-    "paper": dict(n_layers=12, d_model=1024, head_size=64, tie_embeddings=False),
-}
-COMMON: dict[str, Any] = dict(ffn_mult=3.5, mix_rank=32, decay_rank=64)
+
+class RWKVConfig(ModelConfig):
+    n_layers: int
+    d_model: int
+    head_size: int
+    tie_embeddings: bool
+    ffn_mult: float = 3.5  # channel-mix width over d_model
+    mix_rank: int = 32  # rank of the data-dependent token-shift LoRA
+    decay_rank: int = 64  # rank of the data-dependent decay LoRA
 
 
 def token_shift(x: torch.Tensor) -> torch.Tensor:
@@ -109,22 +110,21 @@ class RWKVBlock(nn.Module):
         return x + self.channel_mix(self.ln_channel(x))
 
 
-class RWKVLM(SplitHeadLM):
-    def __init__(self, vocab_size: int, n_layers: int, d_model: int, head_size: int,
-                 tie_embeddings: bool, ffn_mult: float, mix_rank: int, decay_rank: int,
-                 **_: Any) -> None:
+class RWKVLM(SplitLM):
+    def __init__(self, cfg: RWKVConfig) -> None:
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, d_model)
+        d_model = cfg.d_model
+        self.embed = nn.Embedding(cfg.vocab_size, d_model)
         self.ln_embed = nn.LayerNorm(d_model)  # RWKV normalises the embedding once before block 0
         self.blocks = nn.ModuleList(
-            RWKVBlock(d_model, i, n_layers, head_size, ffn_mult, mix_rank, decay_rank)
-            for i in range(n_layers))
+            RWKVBlock(d_model, i, cfg.n_layers, cfg.head_size, cfg.ffn_mult, cfg.mix_rank, cfg.decay_rank)
+            for i in range(cfg.n_layers))
         self.norm = nn.LayerNorm(d_model)
-        self.unembed = nn.Linear(d_model, vocab_size, bias=False)
+        self.unembed = nn.Linear(d_model, cfg.vocab_size, bias=False)
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, std=0.02)
-        if tie_embeddings:
+        if cfg.tie_embeddings:
             self.unembed.weight = self.embed.weight
 
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, D)
@@ -134,20 +134,23 @@ class RWKVLM(SplitHeadLM):
         return self.norm(x)
 
 
-class RWKV(TableAdapter):
+class RWKV(ModelAdapter[RWKVConfig]):
     name = "rwkv"
     family = "linear-attention"
     citation = ("Peng et al. 2024, Eagle and Finch: RWKV with Matrix-Valued States and Dynamic "
                 "Recurrence (RWKV-6); the paper used RWKV-4, Peng et al. 2023 (EMNLP Findings)")
     PAPER_PARAMS = 153_000_000
+    Config = RWKVConfig
+    presets = {
+        "tiny": dict(n_layers=2, d_model=64, head_size=32, tie_embeddings=True),
+        "small": dict(n_layers=2, d_model=128, head_size=32, tie_embeddings=True),
+        "paper": dict(n_layers=12, d_model=1024, head_size=64, tie_embeddings=False),
+    }
 
-    presets = PRESETS
-    common = COMMON
-    lm_class = RWKVLM
+    def create_model(self, cfg: RWKVConfig) -> nn.Module:
+        return RWKVLM(cfg)
 
-    def state_size(self, preset: str, vocab_size: int, max_len: int) -> int:
+    def recurrent_state(self, cfg: RWKVConfig) -> int:
         """Per layer: a (K x K) WKV state per head, plus the last token of each of the two
         token shifts (2 d)."""
-        config = self.config(preset, vocab_size, max_len)
-        d_model, head_size = config["d_model"], config["head_size"]
-        return config["n_layers"] * (d_model * head_size + 2 * d_model)
+        return cfg.n_layers * (cfg.d_model * cfg.head_size + 2 * cfg.d_model)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from mqarbench.cli import main
 from mqarbench.data import list_tasks, load_suite
 
@@ -43,5 +45,7 @@ def test_data_build_prints_dirs_and_hashes_then_reuses(tmp_path, capsys):
 def test_data_build_unknown_suite_and_preset(tmp_path, capsys):
     assert main(["data", "build", "--suite", "nope", "--data-dir", str(tmp_path)]) == 2
     assert "unknown suite 'nope'" in capsys.readouterr().err
-    assert main(["data", "build", "--preset", "huge", "--data-dir", str(tmp_path)]) == 2
-    assert "unknown preset 'huge'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "build", "--preset", "huge", "--data-dir", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "--preset: invalid choice: 'huge'" in capsys.readouterr().err

@@ -137,3 +137,20 @@ def test_bad_preset_file(tasks_copy):
     (tasks_copy / "presets.yaml").write_text(text)
     with pytest.raises(UserError, match=r"presets.yaml: field `tiny.max_seq_len`"):
         load_task("standard").at_preset("tiny")
+
+
+def test_spec_and_presets_do_not_import_each_other():
+    """spec.py uses presets.py (TaskSpec.at_preset); presets.py needs spec's types only to type-check."""
+    import ast
+    from pathlib import Path
+
+    def runtime_imports(name: str) -> set[str]:
+        tree = ast.parse((Path(__file__).parent.parent / "mqarbench" / "data" / f"{name}.py").read_text())
+        typing_only = {id(n) for node in ast.walk(tree)
+                       if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                       for stmt in node.body for n in ast.walk(stmt)}
+        return {node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module and id(node) not in typing_only}
+
+    assert "mqarbench.data.presets" in runtime_imports("spec")
+    assert "mqarbench.data.spec" not in runtime_imports("presets")

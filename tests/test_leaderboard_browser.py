@@ -68,7 +68,7 @@ def test_sort_by_clicking_a_header(browser, tmp_path, catalog):
     for i, name in enumerate(["Mamba", "RWKV", "Hyena"]):
         write_submission(subs, name.lower(), catalog, name, offset=15 * i)
     write_runs(tmp_path / "runs", catalog, "<script>alert(1)</script>", ("positional",))
-    other = write_runs(tmp_path / "other", catalog, "pythia", ("main",), offset=60)
+    other = write_runs(tmp_path / "other", catalog, "pythia", ("main",), offset=60, family="attention")
     for f in other.rglob("results.parquet"):  # the same rows as if run at another preset
         write_results(to_table([{**r, "preset": "small"} for r in read_results(f).to_pylist()]), f)
     index = build_site([subs, tmp_path / "runs", other], tmp_path / "site", catalog=catalog)
@@ -108,6 +108,22 @@ def test_sort_by_clicking_a_header(browser, tmp_path, catalog):
     browser.save_screenshot(str(tmp_path / "leaderboard.png"))
     assert (tmp_path / "leaderboard.png").stat().st_size > 10_000
     assert _failures(browser) == []
+
+    # The family filter hides the rows of other families, and "all" brings them back.
+    Select(browser.find_element("id", "board-select")).select_by_index(0)
+    family = Select(browser.find_element("id", "family-select"))
+    assert [o.get_attribute("value") for o in family.options] == ["", "attention", "ssm"]
+    [pythia_row] = boards[0].find_elements("css selector", "table.leaderboard tbody tr")  # attention
+    family.select_by_value("ssm")
+    assert not pythia_row.is_displayed()
+    Select(browser.find_element("id", "board-select")).select_by_index(1)
+    shown = [r for r in boards[1].find_elements("css selector", "table.leaderboard tbody tr") if r.is_displayed()]
+    assert len(shown) == 4 and {r.get_attribute("data-family") for r in shown} == {"ssm"}
+    family.select_by_value("attention")
+    assert not any(r.is_displayed() for r in boards[1].find_elements("css selector", "table.leaderboard tbody tr"))
+    family.select_by_value("")
+    Select(browser.find_element("id", "board-select")).select_by_index(0)
+    assert pythia_row.is_displayed()
 
     for page in (index.parent / "models" / "mamba.html", index.parent / "tasks" / "k2v2.html",
                  attention_site / "models" / "m.html"):

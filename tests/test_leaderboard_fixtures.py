@@ -27,7 +27,7 @@ def synthetic_score(*parts) -> float:
 
 
 def run_rows(catalog: TaskCatalog, model: str, train: str, tests: list[str], *, preset="tiny",
-             seed=0, lr=1e-3, valid=80.0, offset=0.0, run_id=None) -> list[dict]:
+             seed=0, lr=1e-3, valid=80.0, offset=0.0, run_id=None, family="ssm") -> list[dict]:
     """The rows one run writes: an overall row and one row per grid cell for every test task."""
     train_ref = catalog.ref(train, preset)
     hparams_json = json.dumps({"lr": lr, "epochs": 2, "batch_size": 32}, sort_keys=True)
@@ -42,7 +42,7 @@ def run_rows(catalog: TaskCatalog, model: str, train: str, tests: list[str], *, 
         base = {name: None for name in RESULTS_SCHEMA.names}
         base.update(
             schema_version=SCHEMA_VERSION, run_id=run_id, model=model, adapter_version="1",
-            model_family="ssm", params=123_456, state_size=2_048,
+            model_family=family, params=123_456, state_size=2_048,
             model_config_json=config_json, preset=preset,
             train_task=train, train_task_version=train_ref.version, train_task_hash=train_ref.content_hash,
             test_task=test, test_task_version=ref.version, test_task_hash=ref.content_hash,

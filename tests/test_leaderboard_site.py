@@ -32,7 +32,7 @@ def built(tmp_path_factory, catalog):
         "link": 'https://example.org/"><script>alert(1)</script>'})
     runs = base / "runs"
     for seed in (0, 1, 2):
-        write_runs(runs, catalog, "pythia", ("main",), seed=seed, offset=45)
+        write_runs(runs, catalog, "pythia", ("main",), seed=seed, offset=45, family="attention")
     write_runs(runs, catalog, EVIL + "-local", ("positional",), offset=5)
     index = build_site([subs, runs], base / "site", catalog=catalog)
     return index, [subs, runs]
@@ -235,3 +235,36 @@ def test_a_site_with_no_results_says_so(tmp_path, catalog):
     index = build_site([tmp_path / "none"], tmp_path / "site", catalog=catalog)
     assert "No results yet" in index.read_text() and _parse(index).errors == []
     assert (index.parent / "tasks" / "shuffle.html").is_file()
+
+
+def test_task_pages_show_every_models_scores_on_the_task(built):
+    index, sources = built
+    rows = [r for src in sources for f in src.rglob("results.parquet") for r in read_results(f).to_pylist()
+            if r["slice"] == "overall" and r["test_task"] == "k2v2"]
+    expected: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        expected.setdefault((r["model"], r["train_task"]), []).append(r["query_accuracy"])
+    assert len({m for m, _ in expected}) == 4  # three submissions and the local pythia runs
+    html = (index.parent / "tasks" / "k2v2.html").read_text()
+    section = html.split("<h2>Scores</h2>")[1].split("<h2>Grid</h2>")[0]
+    shown = re.findall(r'<tr data-family="([^"]+)"><td data-value="[^"]*"><a href="[^"]+">([^<]+)</a></td>'
+                       r'<td>[^<]+</td><td>([^<]+)</td>\s*<td class="num" data-value="([0-9.]+)"', section)
+    assert len(shown) == len(expected)
+    import html as html_lib
+
+    for family, name, train, value in shown:
+        values = expected[(html_lib.unescape(name), train)]
+        assert float(value) == pytest.approx(statistics.fmean(values), abs=1e-5)
+        assert family == ("attention" if name == "pythia" else "ssm")
+    assert [float(v) for *_, v in shown] == sorted((float(v) for *_, v in shown), reverse=True)
+    assert "±" in section  # pythia ran three seeds
+
+
+def test_board_has_a_family_filter_over_every_row_and_figure(built):
+    index, _ = built
+    html = index.read_text()
+    options = re.findall(r'<option value="([^"]*)">', html.split('id="family-select"')[1].split("</select>")[0])
+    assert options == ["", "attention", "ssm"]
+    rows = re.findall(r'<tr data-family="([^"]+)">', html)
+    assert rows and set(rows) == {"attention", "ssm"}
+    assert html.count("<figure data-family=") == html.count("<figure")

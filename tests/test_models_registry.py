@@ -11,10 +11,11 @@ from mqarbench.errors import UserError
 from mqarbench.kernels import KernelChoice, force_reference, kernel_paths, slow_paths, use_reference
 from mqarbench.models.checks import check_forward
 from mqarbench.models.registry import BUILTINS, list_adapters, load_adapter, resolve_models
+from test_runner_fixtures import mini_env, mini_tasks  # noqa: F401
 
 ADAPTER_SOURCE = textwrap.dedent('''
     import torch
-    from mqarbench.models.adapter import ModelAdapter
+    from mqarbench.models import ModelAdapter, ModelConfig
 
     class Bigram(torch.nn.Module):
         def __init__(self, vocab_size):
@@ -23,13 +24,16 @@ ADAPTER_SOURCE = textwrap.dedent('''
         def forward(self, input_ids):  # (B, L) -> (B, L, V)
             return self.table(input_ids)
 
-    class BigramAdapter(ModelAdapter):
+    class BigramConfig(ModelConfig):
+        pass
+
+    class BigramAdapter(ModelAdapter[BigramConfig]):
         name = "bigram"
-        family = "lookup"
-        def config(self, preset, vocab_size, max_len):
-            return {"vocab_size": vocab_size}
-        def build(self, preset, vocab_size, max_len):
-            return Bigram(vocab_size)
+        family = "other"
+        Config = BigramConfig
+        presets = {"tiny": {}, "small": {}, "paper": {}}
+        def create_model(self, cfg):
+            return Bigram(cfg.vocab_size)
 ''')
 
 
@@ -111,15 +115,36 @@ def test_kernel_reports_merge_submodules_and_honour_forcing():
     assert not use_reference()
 
 
-def test_contributing_adapter_example_runs(tmp_path):
-    """The worked example in CONTRIBUTING.md loads by path and honours the contract."""
+def test_contributing_adapter_example_runs(mini_env, capsys):
+    """The worked example in CONTRIBUTING.md loads by path, passes `models show` and trains."""
+    import json
     import re
     from pathlib import Path
 
+    from mqarbench.cli import main
+
     text = (Path(__file__).parent.parent / "CONTRIBUTING.md").read_text()
     code = re.search(r"```python\n(# my_gru.py.*?)```", text, re.S).group(1)
-    path = tmp_path / "my_gru.py"
+    path = mini_env / "my_gru.py"
     path.write_text(code)
     adapter = load_adapter(str(path))
-    assert adapter.name == "my_gru"
-    check_forward(adapter.name, adapter.build("tiny", 40, 32), 40, 32)
+    assert adapter.name == "my_gru" and adapter.state_size("small", 40, 32) == 128 * 2
+    assert main(["models", "show", str(path), "--preset", "tiny", "--vocab-size", "40", "--max-len", "32"]) == 0
+    assert "split head matches forward" in capsys.readouterr().out
+    assert main(["train", "--model", str(path), "--task", "standard", "--preset", "tiny", "--epochs", "1",
+                 "--out", "out", "--data-dir", "data"]) == 0
+    [run] = (mini_env / "out" / "runs").iterdir()
+    info = json.loads((run / "run.json").read_text())
+    assert info["trained"] and info["model"] == "my_gru" and info["model_family"] == "rnn"
+    assert info["model_config"] == {"vocab_size": 1024, "max_len": 64, "d_model": 64, "n_layers": 2}
+
+
+def test_builtins_are_exactly_the_baselines_entry_points():
+    """`--model all` and pyproject.toml's entry points name the same models."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    table = text.split('[project.entry-points."mqarbench.models"]')[1].split("\n[")[0]
+    declared = re.findall(r'^(\w+) = "baselines\.', table, re.M)
+    assert sorted(declared) == sorted(BUILTINS) and len(set(BUILTINS)) == len(BUILTINS)

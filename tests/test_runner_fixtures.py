@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from mqarbench.models.adapter import ModelAdapter
+from mqarbench.models import ModelAdapter, ModelConfig
 from mqarbench.paths import REPO_ROOT
 
 STANDIN = f"{Path(__file__).resolve()}:Recurrent"
@@ -73,16 +73,19 @@ class RecurrentLM(torch.nn.Module):
         return self.head(self.rnn(self.embed(input_ids))[0])
 
 
-class Recurrent(ModelAdapter):
+class RecurrentConfig(ModelConfig):
+    d_model: int = 32
+
+
+class Recurrent(ModelAdapter[RecurrentConfig]):
     name = "recurrent"
     version = "1"
     family = "rnn"
+    Config = RecurrentConfig
+    presets = {"tiny": {}, "small": {}, "paper": {}}
 
-    def config(self, preset: str, vocab_size: int, max_len: int) -> dict:
-        return {"d_model": 32, "vocab_size": vocab_size}
+    def create_model(self, cfg: RecurrentConfig) -> torch.nn.Module:
+        return RecurrentLM(cfg.vocab_size, cfg.d_model)
 
-    def build(self, preset: str, vocab_size: int, max_len: int) -> torch.nn.Module:
-        return RecurrentLM(vocab_size)
-
-    def state_size(self, preset: str, vocab_size: int, max_len: int) -> int:
-        return 32
+    def recurrent_state(self, cfg: RecurrentConfig) -> int:
+        return cfg.d_model

@@ -113,7 +113,7 @@ def test_run_picks_runs_per_gpu_unless_given(monkeypatch, capsys):
     seen = []
 
     def fake_run_suite(*args, **kwargs):
-        seen.append(args[9])  # workers_per_gpu
+        seen.append(kwargs["workers_per_gpu"])
         return None, to_table([])
 
     monkeypatch.setattr(mqarbench.runner.orchestrate, "run_suite", fake_run_suite)

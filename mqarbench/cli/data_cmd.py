@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mqarbench.presets import PRESET_HELP, PRESETS
+
+DATA_DIR_HELP = "dataset cache (default: $MQARBENCH_DATA_DIR or ./mqar_data)"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("data", help="build or verify the versioned datasets")
@@ -12,11 +15,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build = sub.add_parser("build", help="generate every dataset of a suite (reuses existing ones)")
     build.add_argument("--suite", default="all", help="suite in tasks/suites/ (default: all)")
     build.add_argument("--task", action="append", help="build only this task (repeatable) instead of a suite")
-    build.add_argument("--preset", default="small", help="tiny | small | paper (default: small)")
-    build.add_argument("--data-dir", type=Path, help="dataset cache (default: $MQARBENCH_DATA_DIR or ./mqar_data)")
+    build.add_argument("--preset", choices=PRESETS, help=PRESET_HELP)
+    build.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     build.set_defaults(func=build_cmd)
     verify = sub.add_parser("verify", help="recompute content hashes; exit 1 naming any corrupt file")
-    verify.add_argument("--data-dir", type=Path, help="dataset cache (default: $MQARBENCH_DATA_DIR or ./mqar_data)")
+    verify.add_argument("--data-dir", type=Path, help=DATA_DIR_HELP)
     verify.set_defaults(func=verify_cmd)
 
 
@@ -37,18 +40,19 @@ def suite_tasks(suite_name: str) -> list[str]:
 def build_cmd(args: argparse.Namespace) -> int:
     import time
 
-    from mqarbench.data import build_dataset, load_preset, load_task
+    from mqarbench.data import build_dataset, load_task
+    from mqarbench.presets import default_preset
 
-    load_preset(args.preset)  # an unknown preset fails before any work
+    preset = default_preset(args.preset)
     names = args.task or suite_tasks(args.suite)
     specs = [load_task(name) for name in names]
     data_dir = _data_dir(args)
     start = time.perf_counter()
     for i, spec in enumerate(specs, 1):
         t0 = time.perf_counter()
-        print(f"[{i}/{len(specs)}] {spec.name} ({args.preset}) ...", end=" ", flush=True)
+        print(f"[{i}/{len(specs)}] {spec.name} ({preset}) ...", end=" ", flush=True)
         existing = {p.name for p in data_dir.glob(f"{spec.name}-v*")} if data_dir.is_dir() else set()
-        ds = build_dataset(spec, args.preset, data_dir)
+        ds = build_dataset(spec, preset, data_dir)
         how = "reused" if ds.path.name in existing else f"built in {time.perf_counter() - t0:.1f}s"
         rows = ", ".join(f"{s} {n}" for s, n in ds.spec.counts.items() for n in [sum(n)])
         print(f"{how}: {ds.path}  sha256:{ds.short_hash}  ({len(ds.cells())} cell{'s' * (len(ds.cells()) != 1)}; {rows})")

@@ -139,7 +139,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--results", type=Path, required=True, help="the --out directory of `mqarbench run`")
     p.add_argument("--name", required=True, help="submission id: lowercase letters, digits, . _ -")
     p.add_argument("--model-name", required=True, help="model name shown on the leaderboard")
-    p.add_argument("--authors", required=True)
+    p.add_argument("--authors", required=True, help="who built the model, comma separated")
     p.add_argument("--link", required=True, help="paper or code URL (https://...)")
     p.add_argument("--adapter-source", required=True, help="where the adapter code lives (URL or package)")
     p.add_argument("--suite", action="append", help="a suite the results fully cover; repeatable (default: main)")

@@ -9,26 +9,32 @@ from pathlib import Path
 
 from mqarbench.errors import UserError
 from mqarbench.paths import default_data_dir, default_out_dir, usable_dir
+from mqarbench.presets import PRESET_HELP, PRESETS, default_preset
+
+DATA_DIR_HELP = "dataset cache (default: $MQARBENCH_DATA_DIR or ./mqar_data)"
+MODEL_HELP = "adapter: entry-point name, module:Class or path/to/adapter.py[:Class]"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", choices=("tiny", "small", "paper"),
-                   help="data and training size (default: small with CUDA, tiny without)")
+    p.add_argument("--preset", choices=PRESETS, help=f"data, training and model size: {PRESET_HELP}")
     p.add_argument("--epochs", type=int, help="override the preset's number of epochs")
     p.add_argument("--batch-size", type=int, help="override the preset's batch size")
-    p.add_argument("--out", type=Path, default=None, help="runs and results (default ./mqar_runs)")
-    p.add_argument("--data-dir", type=Path, default=None, help="dataset cache (default ./mqar_data)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="runs and results (default: $MQARBENCH_OUT_DIR or ./mqar_runs)")
+    p.add_argument("--data-dir", type=Path, default=None, help=DATA_DIR_HELP)
     p.add_argument("--allow-slow-kernels", action="store_true",
                    help="on CUDA, train even where a model falls back to a reference kernel")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train, select and evaluate models on a suite; print its tables")
-    p.add_argument("--model", required=True, help="adapter name(s), comma separated, or 'all'")
+    p.add_argument("--model", required=True,
+                   help=f"{MODEL_HELP}; several comma separated, or 'all' (the seven built-ins)")
     p.add_argument("--suite", required=True, help="main, positional, ngram, robustness or all")
     p.add_argument("--lr", type=float, nargs="+", help="learning rates to sweep (default: the preset's grid)")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per setting (default 1)")
-    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this machine (default); ray: a Ray cluster")
     p.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
     p.add_argument("--workers-per-gpu", type=int, default=None,
                    help="runs sharing one GPU at a time (worker processes, or Ray GPU fractions); "
@@ -45,29 +51,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("train", help="train one model on one task (one learning rate and seed)")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--task", required=True, help="the train task")
     p.add_argument("--lr", type=float, help="learning rate (default: the preset's first)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (default 0)")
     _common(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a trained run's best checkpoint on test tasks")
     p.add_argument("run_dir", type=Path, help="<out>/runs/<run_id>")
     p.add_argument("--test", required=True, help="test task(s), comma separated")
-    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--data-dir", type=Path, default=None, help=DATA_DIR_HELP)
     p.set_defaults(func=cmd_eval)
-
-
-def _preset(args: argparse.Namespace) -> str:
-    if args.preset:
-        return args.preset
-    import torch
-
-    preset = "small" if torch.cuda.is_available() else "tiny"
-    print(f"no --preset given: using {preset!r} ({'CUDA found' if preset == 'small' else 'no CUDA'})",
-          file=sys.stderr)
-    return preset
 
 
 def _workers_per_gpu(preset: str) -> int:
@@ -101,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(f"--pack must be at least 1, got {args.pack}")
     load_suite(args.suite)  # an unknown suite fails before anything is built
     models = resolve_models(args.model)
-    preset = _preset(args)
+    preset = default_preset(args.preset)
     # packed runs share the GPU inside one process; worker processes are for --pack 1
     workers = args.workers_per_gpu or (_workers_per_gpu(preset) if args.pack == 1 else 1)
     out, data = _dirs(args)
@@ -109,8 +104,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = Console()
     if not console.is_terminal:
         console.width = 140  # a log file: do not squeeze the tables to 80 columns
-    _, results = run_suite(models, args.suite, preset, hps, list(range(args.seeds)), out, data,
-                           args.executor, args.ray_address, workers, args.allow_slow_kernels,
+    _, results = run_suite(models, args.suite, preset=preset, sweep=hps, seeds=list(range(args.seeds)),
+                           out_dir=out, data_dir=data, executor=args.executor, ray_address=args.ray_address,
+                           workers_per_gpu=workers, allow_slow_kernels=args.allow_slow_kernels,
                            only=args.only, pack=args.pack)
     for table in suite_tables(args.suite, results):
         console.print(table)
@@ -133,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError(f"--seed must be 0 or more, got {args.seed}")
     if load_task(args.task).test_only:
         raise UserError(f"--task {args.task!r} is test only; train on a task with a train split")
-    preset = _preset(args)
+    preset = default_preset(args.preset)
     out, data = _dirs(args)
     hp = sweep(preset, [args.lr] if args.lr else None, args.epochs, args.batch_size)[0]
     spec = plan_run(load_adapter(args.model), args.model, build_dataset(args.task, preset, data), [], preset,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mqarbench.presets import PRESET_HELP, PRESETS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("tasks", help="list task specs or show one with a decoded example")
@@ -11,8 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lister = sub.add_parser("list", help="every task in tasks/")
     lister.set_defaults(func=list_cmd)
     show = sub.add_parser("show", help="a task's spec and one decoded example")
-    show.add_argument("task")
-    show.add_argument("--preset", default="tiny", help="preset whose cells are listed (default: tiny)")
+    show.add_argument("task", help="task name (a file tasks/<name>.yaml; see `mqarbench tasks list`)")
+    show.add_argument("--preset", choices=PRESETS, help=f"preset whose cells are listed: {PRESET_HELP}")
     show.add_argument("--cell", help="SEQ_LEN,KV_PAIRS of the example (default: a short cell)")
     show.add_argument("--split", help="split of the example (default: train, or test for test-only tasks)")
     show.set_defaults(func=show_cmd)
@@ -45,15 +47,18 @@ def show_cmd(args: argparse.Namespace) -> int:
     from mqarbench.data.render import example, pick_cell, token_text
     from mqarbench.errors import UserError
 
+    from mqarbench.presets import default_preset
+
     spec = load_task(args.task)
-    resolved = spec.at_preset(args.preset)
+    preset = default_preset(args.preset)
+    resolved = spec.at_preset(preset)
     console = Console(highlight=False)
     console.print(f"[bold]{spec.name}[/] v{spec.version} ({spec.family}): {spec.description}")
     fields = spec.model_dump(exclude={"name", "version", "description", "family", "grid", "preset", "counts"})
     console.print("  " + ", ".join(f"{k}={v}" for k, v in fields.items()))
     console.print(f"  splits: {', '.join(spec.splits)}; paper grid: {len(spec.cells())} cells; "
-                  f"preset {args.preset}: {len(resolved.grid.cells)} cells {resolved.grid.cells}")
-    console.print(f"  examples at {args.preset}: "
+                  f"preset {preset}: {len(resolved.grid.cells)} cells {resolved.grid.cells}")
+    console.print(f"  examples at {preset}: "
                   + ", ".join(f"{s} {sum(c)}" for s, c in resolved.counts.items()))
     cell = pick_cell(spec)
     if args.cell:

@@ -5,13 +5,18 @@ They live in ``tasks/presets.yaml`` so a calibration can change them without tou
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from mqarbench.data.spec import Cell, TaskSpec
 from mqarbench.data.yaml_io import read_yaml, validate
 from mqarbench.errors import UserError
+from mqarbench.presets import PRESETS
 
-PRESETS: tuple[str, ...] = ("tiny", "small", "paper")
+if TYPE_CHECKING:  # the spec module imports this one (TaskSpec.at_preset): no import back
+    from mqarbench.data.spec import Cell, TaskSpec
+
+__all__ = ["PRESETS", "Count", "Preset", "load_preset", "load_presets", "resolve"]
 
 
 class Count(BaseModel):

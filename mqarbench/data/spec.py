@@ -13,6 +13,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from mqarbench.data import tokens
+from mqarbench.data.presets import resolve
 from mqarbench.data.yaml_io import read_yaml, validate
 from mqarbench.errors import UserError
 
@@ -154,8 +155,6 @@ class TaskSpec(BaseModel):
 
     def at_preset(self, preset: str) -> "TaskSpec":
         """This spec with the grid and example counts of ``preset`` filled in."""
-        from mqarbench.data.presets import resolve
-
         return resolve(self, preset)
 
     def to_json(self) -> str:

@@ -11,6 +11,15 @@ from mqarbench.data.spec import list_tasks, load_task
 from mqarbench.data.yaml_io import read_yaml, validate
 from mqarbench.errors import UserError
 
+# The paper's tables an experiment can fill (its `table` field), with their titles: the CLI's
+# tables and the leaderboard's pages both take them from here.
+TABLES = {
+    "table3": "Main results (Table 3)",
+    "table1": "Positional shortcuts (Table 1)",
+    "table2": "N-gram shortcuts (Table 2)",
+    "fig6a": "Position robustness (Fig. 6a)",
+}
+
 
 class Experiment(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

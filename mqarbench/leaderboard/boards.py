@@ -17,31 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mqarbench.leaderboard.sources import Entry
+from mqarbench.results.score import Score
 from mqarbench.results.select import select_best_lr
 
 TaskVersions = dict[str, tuple[int, str]]  # task -> (version, content hash)
-
-
-@dataclass(frozen=True)
-class Score:
-    """A metric over seeds (percent)."""
-
-    values: tuple[float, ...]
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.values)
-
-    @property
-    def std(self) -> float:
-        return statistics.stdev(self.values) if self.n > 1 else 0.0
-
-    def text(self) -> str:
-        return f"{self.mean:.2f}" if self.n == 1 else f"{self.mean:.2f} ± {self.std:.2f} (n={self.n})"
 
 
 @dataclass
@@ -65,6 +44,11 @@ class BoardEntry:
     @property
     def state_size(self) -> int | None:
         return self._first("state_size")
+
+    @property
+    def family(self) -> str:
+        """The model family its results record ("other" where they record none)."""
+        return self._first("model_family") or "other"
 
     def pairs(self) -> list[tuple[str, str]]:
         return sorted({(r["train_task"], r["test_task"]) for r in self._overall})

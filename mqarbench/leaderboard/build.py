@@ -23,7 +23,7 @@ from mqarbench.leaderboard.site_dir import staged_site
 from mqarbench.leaderboard.sources import Entry, find_results, load_entries, slugify
 from mqarbench.leaderboard.verify import reported_run_ids, verified_runs
 from mqarbench.leaderboard.tables import export_rows
-from mqarbench.leaderboard.views import board_view, model_part
+from mqarbench.leaderboard.views import board_view, families, model_part, task_scores
 from mqarbench.paths import default_data_dir
 from mqarbench.results.store import read_results
 
@@ -66,12 +66,12 @@ def build_site(sources: list[Path], out_dir: Path, data_dir: Path | None = None,
         for name in ("style.css", "leaderboard.js"):
             (site / "static" / name).write_bytes((static / name).read_bytes())
         downloads = _write_downloads(site / "data", boards, columns, entries)
-        tasks = _write_task_pages(site, env, catalog, common)
+        tasks = _write_task_pages(site, env, catalog, boards, common)
         for entry in entries:
             _write_model_page(site, env, entry, boards, columns, common)
         index = env.get_template("index.html").render(
             root="", boards=[board_view(b, columns) for b in boards], entries=entries,
-            tasks=tasks, downloads=downloads, **common)
+            tasks=tasks, downloads=downloads, families=families(boards), **common)
         (site / "index.html").write_text(index)
     return out_dir / "index.html"
 
@@ -189,7 +189,7 @@ def _grid(catalog: TaskCatalog, task: str) -> dict:
                       for c in cells]}
 
 
-def _write_task_pages(site: Path, env, catalog: TaskCatalog, common) -> list[dict]:
+def _write_task_pages(site: Path, env, catalog: TaskCatalog, boards: list[Board], common) -> list[dict]:
     (site / "tasks").mkdir()
     listed = []
     for task in catalog.task_names():
@@ -200,7 +200,7 @@ def _write_task_pages(site: Path, env, catalog: TaskCatalog, common) -> list[dic
                  "tokens": roles(example, dataset.spec.unit, dataset.spec.vocab_size)}
         html = env.get_template("task.html").render(
             root="../", task=spec, spec=json.dumps(spec, indent=2), grid=_grid(catalog, task),
-            example=shown, **common)
+            example=shown, scores=task_scores(boards, task), **common)
         (site / "tasks" / f"{task}.html").write_text(html)
         listed.append(spec)
     return listed

@@ -12,16 +12,13 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-TABLES = {
-    "table3": "Main results (Table 3)",
-    "table1": "Positional shortcuts (Table 1)",
-    "table2": "N-gram shortcuts (Table 2)",
-    "fig6a": "Position robustness (Fig. 6a)",
-}
+from mqarbench.data.suites import TABLES
+
+__all__ = ["TABLES", "Column", "ExpectedTask", "TaskCatalog"]
 
 
 @dataclass(frozen=True)
-class TaskRef:
+class ExpectedTask:
     """A task as the current specs build it at one preset."""
 
     task: str
@@ -49,7 +46,7 @@ class TaskCatalog:
 
     def __init__(self, data_dir: Path):
         self.data_dir = Path(data_dir)
-        self._refs: dict[tuple[str, str], TaskRef | None] = {}
+        self._refs: dict[tuple[str, str], ExpectedTask | None] = {}
 
     def task_names(self) -> list[str]:
         from mqarbench.data import list_tasks
@@ -83,7 +80,7 @@ class TaskCatalog:
             out[preset] = dict(zip(map(tuple, resolved.grid.cells), resolved.counts["test"]))
         return out
 
-    def ref(self, task: str, preset: str) -> TaskRef | None:
+    def ref(self, task: str, preset: str) -> ExpectedTask | None:
         """The expected version, hash and test cells of ``task`` at ``preset``; None if unknown."""
         key = (task, preset)
         if key not in self._refs:
@@ -93,7 +90,7 @@ class TaskCatalog:
                 test = ds.load("test").select(["seq_len", "num_kv_pairs"])  # the cells scored
                 cells = set(zip(pc.cast(test["seq_len"], "int64").to_pylist(),
                                 pc.cast(test["num_kv_pairs"], "int64").to_pylist()))
-                self._refs[key] = TaskRef(task, int(ds.version), str(ds.content_hash), frozenset(cells))
+                self._refs[key] = ExpectedTask(task, int(ds.version), str(ds.content_hash), frozenset(cells))
         return self._refs[key]
 
     def suite_pairs(self, suite: str) -> list[tuple[str, str, str]]:

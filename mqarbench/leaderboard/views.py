@@ -25,7 +25,7 @@ class Figure:
     table: str
     title: str
     caption: str
-    items: list[dict] = field(default_factory=list)  # {svg, name, key}
+    items: list[dict] = field(default_factory=list)  # {svg, name, key, family}
 
 
 @dataclass
@@ -56,7 +56,8 @@ def board_view(board: Board, columns: dict[str, list[Column]]) -> BoardView:
     ordered = [r.entry for r in rows] + [e for e in board.entries if e not in [r.entry for r in rows]]
     for e in ordered:
         for table, svg in entry_figures(e, columns).items():
-            figures[table].items.append({"svg": svg, "name": e.entry.name, "key": e.entry.key})
+            figures[table].items.append({"svg": svg, "name": e.entry.name, "key": e.entry.key,
+                                         "family": e.family})
     return BoardView(board, columns.get("table3", []), rows, [f for f in figures.values() if f.items])
 
 
@@ -106,3 +107,21 @@ def model_part(board: Board, e: BoardEntry, columns: dict[str, list[Column]]) ->
         "figures": [{"svg": svg, "title": TABLES[t]} for t, svg in entry_figures(e, columns).items()],
         "runs": sorted(runs.values(), key=lambda r: (r["train_task"], r["seed"], r["lr"])),
     }
+
+
+def task_scores(boards: list[Board], task: str) -> list[dict]:
+    """Every model's query accuracy on test task ``task``, per board and train task, best first."""
+    out = []
+    for board in boards:
+        rows = [{"entry": e, "train": train, "score": score}
+                for e in board.entries for train, test in e.pairs() if test == task
+                for score in [e.score(train, test)] if score is not None]
+        if rows:
+            rows.sort(key=lambda r: (-r["score"].mean, r["entry"].entry.name.lower(), r["train"]))
+            out.append({"board": board, "rows": rows})
+    return out
+
+
+def families(boards: list[Board]) -> list[str]:
+    """The model families on the boards, for the board's family filter."""
+    return sorted({e.family for b in boards for e in b.entries})

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import torch
 
 from mqarbench.kernels import kernel_choices
-from mqarbench.models.adapter import ModelAdapter, ModelInfo
+from mqarbench.models.adapter import ModelAdapter
 
 DEFAULT_VOCAB = 20_000
 DEFAULT_MAX_LEN = 512
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the leaderboard and `models list/show` show about a built model."""
+
+    name: str
+    family: str  # one of mqarbench.models.FAMILIES
+    params: int
+    state_size: int  # recurrent state per sequence, in numbers (0 where the state grows with L)
+    config: dict[str, Any] = field(default_factory=dict)
+    citation: str = ""
+    paper_params: int | None = None
 
 
 def count_params(adapter: ModelAdapter, preset: str, vocab_size: int = DEFAULT_VOCAB,
@@ -28,6 +44,7 @@ def describe(adapter: ModelAdapter, preset: str, vocab_size: int = DEFAULT_VOCAB
         state_size=adapter.state_size(preset, vocab_size, max_len),
         config=adapter.config(preset, vocab_size, max_len),
         citation=adapter.citation,
+        paper_params=adapter.PAPER_PARAMS,
     )
 
 

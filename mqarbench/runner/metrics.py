@@ -7,10 +7,11 @@ Positions are matched to queries through ``query_index`` (-1: not part of any qu
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+
+from mqarbench.results.score import Score, over_seeds
 
 
 @dataclass
@@ -134,23 +135,6 @@ def merged_block_counts(cells: list[CellScore]) -> list[int] | None:
     return merged
 
 
-@dataclass(frozen=True)
-class Spread:
-    mean: float
-    std: float
-    n: int
-    values: tuple[float, ...] = field(default=())
-
-    def __str__(self) -> str:
-        if self.n == 0:
-            return "-"
-        return f"{self.mean:.1f}" if self.n == 1 else f"{self.mean:.1f} ± {self.std:.1f} ({self.n})"
-
-
-def spread(values: list[float]) -> Spread:
+def spread(values: list[float]) -> Score:
     """Mean and sample standard deviation over seeds (std 0 for one value)."""
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    if not vals:
-        return Spread(float("nan"), float("nan"), 0)
-    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
-    return Spread(float(np.mean(vals)), std, len(vals), tuple(vals))
+    return over_seeds(values)

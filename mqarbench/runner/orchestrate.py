@@ -53,7 +53,7 @@ def select_runs(specs: list[RunSpec], ids: list[str]) -> list[RunSpec]:
     return chosen
 
 
-def run_suite(models: list[str], suite: str, preset: str, sweep: list[HParams], seeds: list[int],
+def run_suite(models: list[str], suite: str, *, preset: str, sweep: list[HParams], seeds: list[int],
               out_dir: Path, data_dir: Path, executor: str = "local", ray_address: str | None = None,
               workers_per_gpu: int = 1, allow_slow_kernels: bool = False,
               console: Console | None = None, only: list[str] | None = None,

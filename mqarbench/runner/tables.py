@@ -8,13 +8,15 @@ import pyarrow as pa
 from rich.table import Table
 
 from mqarbench.data import load_suite
+from mqarbench.data.suites import TABLES
 from mqarbench.results.select import select_best_lr
 from mqarbench.runner.metrics import spread
 
-TITLES = {"table3": "Table 3: shortcut columns (query accuracy, %)",
-          "table1": "Table 1: positional shortcuts, train x test (query accuracy, %)",
-          "table2": "Table 2: n-gram shortcuts, train x test (query accuracy, %)",
-          "fig6a": "Fig. 6a: position robustness, share of answers per block (%)"}
+UNITS = {"fig6a": "share of answers per block, %"}  # every other table: query accuracy
+
+
+def title(table: str) -> str:
+    return f"{TABLES.get(table, table)}: {UNITS.get(table, 'query accuracy, %')}"
 
 
 def _overall(results: pa.Table) -> list[dict]:
@@ -35,7 +37,7 @@ def suite_tables(suite: str, results: pa.Table) -> list[Table]:
     out = []
     for name in dict.fromkeys(e.table for e in experiments):
         exps = [e for e in experiments if e.table == name]
-        table = Table(title=TITLES.get(name, name))
+        table = Table(title=title(name))
         if name == "fig6a":
             n_blocks = max((len(json.loads(r["block_shares_json"])) for r in rows if r["block_shares_json"]),
                            default=4)

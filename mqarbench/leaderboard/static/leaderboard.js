@@ -1,4 +1,5 @@
-// Sortable tables and the preset/board selector. No dependencies; works from file://.
+// Sortable tables, the preset/board selector and the model-family filter. No dependencies;
+// works from file://.
 "use strict";
 
 function cellValue(row, index, type) {
@@ -56,7 +57,23 @@ function initBoards() {
   });
 }
 
+function initFamilies() {
+  // Hide every model row and figure of another family; "" shows all. Kept in the URL (?family=).
+  const select = document.getElementById("family-select");
+  if (!select) return;
+  function show(family) {
+    document.querySelectorAll("[data-family]").forEach(function (el) {
+      el.hidden = family !== "" && el.getAttribute("data-family") !== family;
+    });
+  }
+  const fromQuery = new URLSearchParams(window.location.search).get("family") || "";
+  if (Array.from(select.options).some(function (o) { return o.value === fromQuery; })) select.value = fromQuery;
+  show(select.value);
+  select.addEventListener("change", function () { show(select.value); });
+}
+
 document.addEventListener("DOMContentLoaded", function () {
   document.querySelectorAll("table.sortable").forEach(initSortable);
   initBoards();
+  initFamilies();
 });
