@@ -44,6 +44,7 @@ class GlobalSelectionMixer(MambaMixer):
     """A Mamba mixer whose dt is gated by SiLU of a long causal convolution of x."""
 
     fused = False  # mamba_inner_fn has no place for the gate; global_selection_inner_fn has
+    use_inner_fn = True  # False: the unfused path on CUDA too (benchmarks compare the two)
 
     def __init__(self, d_model: int, d_state: int, d_conv: int, expand: int, dt_rank: int,
                  long_kernel: int, init: str = "authors", bias: bool = True):
@@ -81,7 +82,7 @@ class GlobalSelectionMixer(MambaMixer):
 
     def kernel_choices(self, device: torch.device) -> dict[str, KernelChoice]:
         inner, choice = global_selection_inner_impl(device)
-        if inner is not None:
+        if inner is not None and self.use_inner_fn:
             return {"global_selection_inner": choice, "long_conv": long_conv_impl(device)[1]}
         return {**super().kernel_choices(device), "long_conv": long_conv_impl(device)[1]}
 
@@ -94,7 +95,7 @@ class GlobalSelectionMixer(MambaMixer):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, L, d_model)
         inner, _ = global_selection_inner_impl(hidden.device)
-        if inner is None:
+        if inner is None or not self.use_inner_fn:
             return super().forward(hidden)  # the unfused reference path (fused = False)
         return inner(self._in_proj(hidden), self.conv1d.weight, self.conv1d.bias,
                      self.x_proj.weight, self.dt_proj.weight, self.out_proj.weight,
