@@ -33,6 +33,11 @@ def ours(name: str, preset: str, length: int) -> tuple[str, torch.nn.Module]:
 def mamba_family(preset: str, length: int) -> Iterator[tuple[str, torch.nn.Module]]:
     for name in ("mamba", "mamba_2x_state", "mamba_4x_state", "global_mamba"):
         yield ours(name, preset, length)
+    label, unfused = ours("global_mamba", preset, length)
+    for module in unfused.modules():  # the path before global_selection_inner_fn, for comparison
+        if hasattr(module, "use_inner_fn"):
+            module.use_inner_fn = False
+    yield f"{label} (unfused path)", unfused
     try:
         from mamba_ssm.models.config_mamba import MambaConfig
         from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
@@ -165,6 +170,7 @@ def main() -> None:
           f"torch {torch.__version__}\n")
     print("| model | params | ms/step | tokens/s | peak GiB | MFU (6N) | kernels |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    measured: dict[str, float] = {}
     for family in args.family or sorted(FAMILIES):
         for label, model in FAMILIES[family](args.preset, length):
             model = model.cuda()
@@ -172,6 +178,7 @@ def main() -> None:
             embed = sum(m.weight.numel() for m in model.modules()
                         if isinstance(m, torch.nn.Embedding))
             ms, peak_bytes = step_ms(model, batch, length)
+            measured[label] = ms
             tokens_s = batch * length / (ms / 1e3)
             mfu = 6 * (params - embed) * tokens_s / peak
             paths = ", ".join(f"{k}={v}" for k, v in kernel_paths(model).items()) or "library"
@@ -180,6 +187,10 @@ def main() -> None:
                   f"{peak_bytes / 2**30:.1f} | {mfu:.1%} | {paths}{slow} |", flush=True)
             del model
             torch.cuda.empty_cache()
+    if "mamba" in measured:  # the figure: global_mamba's step at most 1.3x mamba's
+        for label in ("global_mamba", "global_mamba (unfused path)"):
+            if label in measured:
+                print(f"\n{label} / mamba step time: {measured[label] / measured['mamba']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -36,12 +36,25 @@ def test_presets_scale_the_grid_and_counts():
     assert all(L <= 256 and n >= 4 for L, n in small.grid.cells)
     assert small.counts["train"] == [3000] * 12 and small.counts["test"] == [100] * 12
     paper = load_task("last").at_preset("paper")
-    assert len(paper.grid.cells) == 26 and sum(paper.counts["train"]) == 20_000
-    assert max(paper.counts["train"]) - min(paper.counts["train"]) <= 1
+    assert len(paper.grid.cells) == 26 and paper.counts["train"] == [20_000] * 26
     assert paper.counts["valid"] == [100] * 26
     tiny = load_task("k2v2").at_preset("tiny")
     assert all(L <= 128 for L, _ in tiny.grid.cells) and sum(tiny.counts["train"]) < 1000
     assert "train" not in load_task("position-robustness").at_preset("small").counts
+
+
+@pytest.mark.parametrize("task", ["standard", "last", "shuffle", "k1v1", "k1v2", "k2v2",
+                                  "k4v8-shuffle", "k2v2-robustness", "position-robustness"])
+def test_paper_preset_counts_per_cell_match_b1_and_b4(task):
+    # B.1: "For each configuration, there are 20,000 examples in the training set and 100
+    # examples in both the validation and test sets"; B.4: robustness tests, 100 per configuration.
+    spec = load_task(task)
+    paper = spec.at_preset("paper")
+    assert paper.grid.cells == spec.cells()  # every cell of the paper's grid is kept
+    expected = {"train": 20_000, "valid": 100, "test": 100}
+    assert set(paper.counts) == set(spec.splits)
+    for split, counts in paper.counts.items():
+        assert counts == [expected[split]] * len(paper.grid.cells), split
 
 
 def test_suites():

@@ -60,7 +60,7 @@ def closed_form_params(vocab, d, layers, n_state, d_conv=4, expand=2, long_kerne
                  + e * n_state + e    # A_log, D
                  + e * d              # out_proj
                  + d                  # RMSNorm
-                 + e * long_kernel)   # Global Selection kernel
+                 + (e * long_kernel + e if long_kernel else 0))  # Global Selection conv + bias
     return vocab * d + layers * per_layer + d  # tied head, final norm
 
 
@@ -104,19 +104,21 @@ def test_global_selection_layers_choose_which_mixers_are_gated():
     assert set(kernel_paths(model)) == {"add_rms_norm", "causal_conv1d", "selective_scan", "long_conv"}
 
 
-def test_zero_long_kernel_makes_delta_input_independent():
+def test_zero_long_conv_makes_delta_input_independent():
     # SiLU(0) = 0 removes W_dt dt from Delta: the mixer equals Mamba with dt_proj.weight = 0.
     torch.manual_seed(2)
     gated = GlobalSelectionMixer(16, 4, 4, 2, 1, long_kernel=8).double()
     plain = MambaMixer(16, 4, 4, 2, 1).double()
-    plain.load_state_dict({k: v for k, v in gated.state_dict().items() if k != "long_kernel"})
+    plain.load_state_dict({k: v for k, v in gated.state_dict().items()
+                           if not k.startswith("long_conv.")})
     with torch.no_grad():
-        gated.long_kernel.zero_()
+        gated.long_conv.weight.zero_()
+        gated.long_conv.bias.zero_()
         plain.dt_proj.weight.zero_()
     hidden = torch.randn(2, 12, 16, dtype=torch.float64)
     torch.testing.assert_close(gated(hidden), plain(hidden))
     with torch.no_grad():
-        gated.long_kernel.normal_()
+        gated.long_conv.weight.normal_()
     assert (gated(hidden) - plain(hidden)).abs().max() > 1e-7
 
 

@@ -1,6 +1,8 @@
 """Depthwise causal long convolution (Global Selection): FFT in fp32, direct conv as reference.
 
 x (B, D, L), kernel (D, K): out_t = sum_{j<K} kernel[:, j] * x_{t-j}.
+``long_conv_like_conv1d`` takes an nn.Conv1d depthwise weight (D, 1, K) instead, whose tap order
+is the reverse (tap K-1 multiplies x_t), and a bias.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ def long_conv_fft(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     work = torch.promote_types(x.dtype, torch.float32)  # bf16 FFTs lose too much precision
     spectrum = torch.fft.rfft(x.to(work), n=n_fft) * torch.fft.rfft(kernel.to(work), n=n_fft)
     return torch.fft.irfft(spectrum, n=n_fft)[..., :length].to(x.dtype)  # (B, D, L)
+
+
+def long_conv_like_conv1d(x: torch.Tensor, weight: torch.Tensor,
+                          bias: torch.Tensor | None = None) -> torch.Tensor:
+    """nn.Conv1d(D, D, K, groups=D, padding=K-1)(x)[..., :L] for x (B, D, L) and the module's
+    weight (D, 1, K) and bias (D,), in >= fp32, by the dispatched long conv."""
+    conv, _ = long_conv_impl(x.device)
+    work = torch.promote_types(x.dtype, torch.float32)
+    out = conv(x.to(work), weight[:, 0].flip(-1).to(work))  # (B, D, L)
+    return out if bias is None else out + bias.to(work)[:, None]
 
 
 def long_conv_impl(device: torch.device) -> tuple[Callable, KernelChoice]:

@@ -1,0 +1,120 @@
+"""docs/reproduction.md: the paper's numbers and the verdict rules on hand-made scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mqarbench.analysis import paper_numbers as paper
+from mqarbench.analysis import reproduction as rep
+from mqarbench.errors import UserError
+from mqarbench.leaderboard.boards import Score
+
+COLS = list(paper.TABLE3_COLUMNS.values())
+
+
+def s(*values: float) -> Score:
+    return Score(tuple(values))
+
+
+def row(*means: float) -> dict:
+    return {c: s(m) for c, m in zip(COLS, means)}
+
+
+def test_paper_tables_are_complete_and_match_where_they_overlap():
+    assert len(paper.TABLE1_MAMBA) == 9 and len(paper.TABLE2_MAMBA) == 9
+    assert set(paper.TABLE3) == set(paper.TABLE3_SCALE) and len(paper.TABLE3) == 7
+    mamba = paper.TABLE3["mamba"]
+    for cell in (("shuffle", "shuffle"), ("standard", "last"), ("standard", "shuffle")):
+        assert mamba[cell] == paper.TABLE1_MAMBA[cell]  # Table 3 repeats Table 1's cells
+    assert mamba[("k2v2", "k2v2")] == paper.TABLE2_MAMBA[("k2v2", "k2v2")]
+
+
+def test_clearly_above_uses_the_margin_or_the_seed_spread():
+    assert rep.clearly_above(s(80), s(70)) and not rep.clearly_above(s(74), s(70))
+    assert not rep.clearly_above(s(70, 90), s(70, 70))  # mean gap 10 < 2 combined stds (28)
+    assert rep.clearly_above(s(90, 91, 89), s(70, 71, 69))
+
+
+@pytest.mark.parametrize("ind,last,shuf,verdict", [
+    (99, 15, 22, "reproduced"), (99, 95, 90, "not reproduced"), (99, 60, 70, "differs"),
+    (50, 0, 0, "differs")])
+def test_finding1_std_collapse(ind, last, shuf, verdict):
+    scores = {"mamba": {("standard", "standard"): s(ind), ("standard", "last"): s(last),
+                        ("standard", "shuffle"): s(shuf)}}
+    assert rep.judge_std_collapse(scores).verdict == verdict
+
+
+def test_missing_scores_are_not_measured_and_named():
+    v = rep.judge_std_collapse({"mamba": {("standard", "last"): s(1)}})
+    assert v.verdict == "not measured" and "standard->standard" in v.evidence
+    assert rep.judge_global_selection({}).verdict == "not measured"
+
+
+@pytest.mark.parametrize("ind,ood,verdict", [(99, 0, "reproduced"), (99, 80, "not reproduced"),
+                                             (99, 20, "differs"), (40, 0, "differs")])
+def test_finding2_k1v1_to_k2v2(ind, ood, verdict):
+    scores = {"mamba": {("k1v1", "k1v1"): s(ind), ("k1v1", "k2v2"): s(ood)}}
+    assert rep.judge_k1v1_to_k2v2(scores).verdict == verdict
+
+
+@pytest.mark.parametrize("means,verdict", [((99, 94, 94, 99, 99, 99), "reproduced"),
+                                           ((99, 94, 94, 3, 3, 0), "not reproduced"),
+                                           ((99, 94, 94, 80, 99, 99), "differs")])
+def test_finding3_attention(means, verdict):
+    assert rep.judge_attention_everywhere({"pythia": row(*means)}).verdict == verdict
+
+
+def test_finding4_hyena_rwkv():
+    mamba = row(80, 15, 22, 99, 66, 0)
+    weak_flat = row(1, 1, 2, 70, 60, 20)
+    strong = row(99, 98, 98, 90, 80, 10)
+    assert rep.judge_hyena_rwkv({"mamba": mamba, "hyena": weak_flat, "rwkv": weak_flat}
+                                ).verdict == "reproduced"
+    assert rep.judge_hyena_rwkv({"mamba": mamba, "hyena": strong, "rwkv": strong}
+                                ).verdict == "not reproduced"
+    assert rep.judge_hyena_rwkv({"mamba": mamba, "hyena": weak_flat, "rwkv": strong}
+                                ).verdict == "differs"
+
+
+def test_finding5_state_size():
+    base = row(80, 15, 22, 99, 66, 0)
+    uneven = {"mamba": base, "mamba_2x_state": row(88, 40, 31, 99, 78, 0),
+              "mamba_4x_state": row(96, 35, 32, 99, 57, 0)}
+    assert rep.judge_state_size(uneven).verdict == "reproduced"
+    flat = {"mamba": base, "mamba_2x_state": base, "mamba_4x_state": base}
+    assert rep.judge_state_size(flat).verdict == "not reproduced"
+    even = {"mamba": row(80, 15, 22, 90, 66, 0), "mamba_2x_state": row(90, 30, 35, 99.9, 76, 10),
+            "mamba_4x_state": row(95, 40, 40, 99.9, 80, 20)}
+    assert rep.judge_state_size(even).verdict == "differs"
+
+
+def test_finding6_global_selection():
+    others = {m: row(50, 20, 20, 80, 60, 0) for m in rep.RECURRENT}
+    others["mamba"] = row(80, 15, 22, 99, 66, 0)
+    won = dict(others, global_mamba=row(90, 42, 36, 99, 81, 80))
+    assert rep.judge_global_selection(won).verdict == "reproduced"
+    lost = dict(others, global_mamba=row(27, 20, 24, 2, 2, 0))
+    assert rep.judge_global_selection(lost).verdict == "not reproduced"
+    half = dict(others, global_mamba=row(90, 42, 36, 99, 81, 0))
+    assert rep.judge_global_selection(half).verdict == "differs"
+
+
+def test_render_from_the_committed_submissions(tmp_path):
+    from mqarbench.paths import REPO_ROOT
+
+    out = tmp_path / "reproduction.md"
+    assert rep.main(["--submissions", str(REPO_ROOT / "leaderboard/submissions"),
+                     "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.count("**") >= 12  # six bold verdicts
+    assert "| mamba | 129m | 80.98 / " in text and "Table 2" in text and "Fig. 6(a)" in text
+
+
+def test_no_results_at_a_preset_is_one_user_error(tmp_path, capsys):
+    assert rep.main(["--submissions", str(tmp_path), "--out", str(tmp_path / "x.md")]) == 2
+    assert "no results at preset 'small'" in capsys.readouterr().err
+    assert not (tmp_path / "x.md").exists()
+    with pytest.raises(UserError):
+        rep.load_measured(Path(tmp_path), "paper")
