@@ -22,10 +22,15 @@ from mqarbench.kernels.causal_conv import conv_impl
 State = dict[str, torch.Tensor]
 
 
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 -> fp32; fp64 stays fp64 (exact tests)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """RMSNorm over the last dim, computed in fp32, returned in x's dtype."""
-    work = x.float()
-    return (work * torch.rsqrt(work.square().mean(-1, keepdim=True) + eps) * weight.float()).to(x.dtype)
+    """RMSNorm over the last dim, computed in fp32 or wider, returned in x's dtype."""
+    work = at_least_fp32(x)
+    return (work * torch.rsqrt(work.square().mean(-1, keepdim=True) + eps) * weight).to(x.dtype)
 
 
 class RMSNorm(nn.Module):
