@@ -56,7 +56,11 @@ class ShortConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, C) -> (B, L, C)
         conv, _ = conv_impl(x.device)
-        return conv(x.transpose(1, 2), self.weight, self.bias, activation="silu").transpose(1, 2)
+        # channels-last (B, C, L) view: causal_conv1d takes it without a copy when C % 8 == 0
+        channels_last = x.contiguous().transpose(1, 2)
+        if channels_last.shape[1] % 8:
+            channels_last = channels_last.contiguous()
+        return conv(channels_last, self.weight, self.bias, activation="silu").transpose(1, 2)
 
     def init_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         return torch.zeros(batch, self.weight.shape[0], self.weight.shape[1] - 1, device=device, dtype=dtype)
