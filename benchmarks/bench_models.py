@@ -3,9 +3,12 @@
     python benchmarks/bench_models.py --preset small            # B=256, L=256
     python benchmarks/bench_models.py --preset paper            # B=32,  L=512
     python benchmarks/bench_models.py --preset small --family mamba
+    python benchmarks/bench_models.py --preset small --family mamba2 --family fla
 
-Prints a Markdown table: ms per step, tokens/s, peak GPU memory, and an MFU estimate from
-6 x (non-embedding parameters) x tokens (it ignores the scan's and attention's own FLOPs).
+Prints a Markdown table: ms per step, tokens/s, peak GPU memory, an MFU estimate from
+6 x (non-embedding parameters) x tokens (it ignores the scan's and attention's own FLOPs), and
+the wall time of the first step: compilation plus, for Triton kernels met for the first time in
+this TRITON_CACHE_DIR, their autotuning.
 Each family function returns (label, module) pairs; library reference models ride along.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 from typing import Callable, Iterator
 
 import torch
@@ -125,16 +129,31 @@ def rwkv_family(preset: str, length: int) -> Iterator[tuple[str, torch.nn.Module
     yield ours("rwkv", preset, length)
 
 
+def mamba2_family(preset: str, length: int) -> Iterator[tuple[str, torch.nn.Module]]:
+    """mamba_ssm's SSD Triton kernels (autotuned on first use, seconds)."""
+    yield ours("mamba2", preset, length)
+
+
+def fla_family(preset: str, length: int) -> Iterator[tuple[str, torch.nn.Module]]:
+    """The flash-linear-attention models; each autotunes its own kernels on first use."""
+    for name in ("gated_deltanet", "rwkv7", "gla", "deltanet"):
+        yield ours(name, preset, length)
+
+
 FAMILIES: dict[str, Callable[[str, int], Iterator[tuple[str, torch.nn.Module]]]] = {
     "mamba": mamba_family,
     "pythia": pythia_family,
     "hyena": hyena_family,
-    "rwkv": rwkv_family,  # last in sorted order: fla's first call autotunes for minutes
+    "mamba2": mamba2_family,
+    "rwkv": rwkv_family,  # from here on fla's first calls autotune for minutes
+    "fla": fla_family,
 }
 
 
-def step_ms(model: torch.nn.Module, batch: int, length: int, iters: int = 10) -> tuple[float, int]:
-    """Median ms of one forward+backward step, and peak allocated bytes."""
+def step_ms(model: torch.nn.Module, batch: int, length: int,
+            iters: int = 10) -> tuple[float, int, float]:
+    """Median ms of one forward+backward step, peak allocated bytes, and seconds of the first
+    step (kernel compilation and autotuning included)."""
     ids = torch.randint(0, VOCAB, (batch, length), device="cuda")
 
     def step():
@@ -143,7 +162,11 @@ def step_ms(model: torch.nn.Module, batch: int, length: int, iters: int = 10) ->
         F.cross_entropy(logits.flatten(0, 1).float(), ids.flatten()).backward()
         model.zero_grad(set_to_none=True)
 
-    for _ in range(3):
+    first = time.perf_counter()
+    step()
+    torch.cuda.synchronize()
+    first_s = time.perf_counter() - first
+    for _ in range(2):
         step()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
@@ -155,7 +178,7 @@ def step_ms(model: torch.nn.Module, batch: int, length: int, iters: int = 10) ->
         end.record()
         torch.cuda.synchronize()
         times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2], torch.cuda.max_memory_allocated()
+    return sorted(times)[len(times) // 2], torch.cuda.max_memory_allocated(), first_s
 
 
 def main() -> None:
@@ -168,23 +191,23 @@ def main() -> None:
     peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in device_name), math.nan)
     print(f"\n{device_name}, preset {args.preset}, B={batch}, L={length}, vocab {VOCAB}, "
           f"torch {torch.__version__}\n")
-    print("| model | params | ms/step | tokens/s | peak GiB | MFU (6N) | kernels |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| model | params | ms/step | tokens/s | peak GiB | MFU (6N) | first step s | kernels |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     measured: dict[str, float] = {}
-    for family in args.family or sorted(FAMILIES):
+    for family in args.family or FAMILIES:  # table order: fla's autotuning last
         for label, model in FAMILIES[family](args.preset, length):
             model = model.cuda()
             params = sum(p.numel() for p in model.parameters())
             embed = sum(m.weight.numel() for m in model.modules()
                         if isinstance(m, torch.nn.Embedding))
-            ms, peak_bytes = step_ms(model, batch, length)
+            ms, peak_bytes, first_s = step_ms(model, batch, length)
             measured[label] = ms
             tokens_s = batch * length / (ms / 1e3)
             mfu = 6 * (params - embed) * tokens_s / peak
             paths = ", ".join(f"{k}={v}" for k, v in kernel_paths(model).items()) or "library"
             slow = " SLOW: " + "; ".join(slow_paths(model)) if slow_paths(model) else ""
             print(f"| {label} | {params / 1e6:.1f}M | {ms:.1f} | {tokens_s:,.0f} | "
-                  f"{peak_bytes / 2**30:.1f} | {mfu:.1%} | {paths}{slow} |", flush=True)
+                  f"{peak_bytes / 2**30:.1f} | {mfu:.1%} | {first_s:.1f} | {paths}{slow} |", flush=True)
             del model
             torch.cuda.empty_cache()
     if "mamba" in measured:  # the issue's figure: global_mamba's step at most 1.3x mamba's

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from mqarbench.leaderboard.boards import Board, BoardEntry, Score
 from mqarbench.leaderboard.catalog import Column
+from mqarbench.leaderboard.shortcut import ShortcutScore
 
 
 @dataclass
@@ -23,6 +24,11 @@ class LeaderRow:
         if not self.scores or any(s is None for s in self.scores):
             return None
         return statistics.fmean(s.mean for s in self.scores)
+
+    @property
+    def shortcut(self) -> ShortcutScore:
+        """Positional and n-gram transfer ratios (README, "Shortcut score")."""
+        return ShortcutScore.of(self.entry.score)
 
 
 def leader_rows(board: Board, columns: list[Column]) -> list[LeaderRow]:

@@ -20,7 +20,8 @@ GROUP = "mqarbench.models"
 # The models `--model all` runs, in the paper's order (tables list models in run order). Each is
 # registered by an entry point in pyproject.toml, as a third-party adapter is;
 # tests/test_models_registry.py checks the two name the same models.
-BUILTINS = ("pythia", "hyena", "rwkv", "mamba", "mamba_2x_state", "mamba_4x_state", "global_mamba")
+BUILTINS = ("pythia", "hyena", "rwkv", "mamba", "mamba_2x_state", "mamba_4x_state", "global_mamba",
+            "mamba2", "gated_deltanet", "rwkv7", "gla", "deltanet")
 
 
 def _entry_points() -> dict:

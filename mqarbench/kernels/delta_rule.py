@@ -1,0 +1,73 @@
+"""The (gated) delta rule of DeltaNet and Gated DeltaNet: flash-linear-attention's chunked Triton
+kernels on CUDA, the step-by-step recurrence elsewhere (a step loop is exact and, at the
+benchmark's lengths, fast enough on a CPU).
+
+Per head, k unit-norm, beta in (0, 1), alpha = exp(g) the gate (1 for DeltaNet):
+    S_t = alpha_t S_{t-1} (I - beta_t k_t k_t^T) + beta_t k_t^T v_t   (K x V, written in rows)
+    o_t = scale * q_t S_t
+i.e. the state first forgets, then moves its prediction for k_t a fraction beta_t toward v_t.
+Shapes: q, k (B, T, H, K); v (B, T, H, V); beta, g (B, T, H) -> o (B, T, H, V).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from mqarbench.kernels import KernelChoice, use_reference
+from mqarbench.kernels.fla_ops import fla_op
+from mqarbench.kernels.rwkv import _at_least_fp32
+
+DeltaFn = Callable[..., torch.Tensor]
+
+
+def delta_step(state: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               beta: torch.Tensor, g: torch.Tensor | None,
+               scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One position: state (B, H, K, V); q, k (B, H, K); v (B, H, V); beta, g (B, H)."""
+    if g is not None:
+        state = state * g.exp()[..., None, None]
+    predicted = torch.einsum("bhk,bhkv->bhv", k, state)  # what the state recalls for k_t
+    state = state + k[..., None] * (beta[..., None] * (v - predicted))[..., None, :]
+    return scale * torch.einsum("bhk,bhkv->bhv", q, state), state
+
+
+def delta_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor,
+                    g: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """One step at a time in fp32 or wider; g None is DeltaNet (no forgetting)."""
+    q, k, v, beta = _at_least_fp32(q, k, v, beta)
+    g = None if g is None else _at_least_fp32(g)[0]
+    batch, length, heads, width = q.shape
+    state = q.new_zeros(batch, heads, width, v.shape[-1])  # (B, H, K, V)
+    outputs = []
+    for t in range(length):
+        o, state = delta_step(state, q[:, t], k[:, t], v[:, t], beta[:, t],
+                              None if g is None else g[:, t], scale)
+        outputs.append(o)
+    return torch.stack(outputs, dim=1)  # (B, T, H, V)
+
+
+def _delta_fla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor,
+               g: torch.Tensor | None, scale: float) -> torch.Tensor:
+    k, v, beta = k.to(q.dtype), v.to(q.dtype), beta.to(q.dtype)  # the kernels take one dtype
+    if g is None:
+        chunk_delta_rule, _ = fla_op("fla.ops.delta_rule", "chunk_delta_rule")
+        out, _ = chunk_delta_rule(q, k, v, beta, scale=scale)
+    else:
+        chunk_gated, _ = fla_op("fla.ops.gated_delta_rule", "chunk_gated_delta_rule")
+        out, _ = chunk_gated(q, k, v, g.float(), beta, scale=scale)
+    return out  # (B, T, H, V)
+
+
+def delta_impl(device: torch.device, gated: bool) -> tuple[DeltaFn, KernelChoice]:
+    """fla's ``chunk_delta_rule`` / ``chunk_gated_delta_rule`` on CUDA when importable and not
+    forced off; the step recurrence otherwise."""
+    module, name = (("fla.ops.gated_delta_rule", "chunk_gated_delta_rule") if gated
+                    else ("fla.ops.delta_rule", "chunk_delta_rule"))
+    if use_reference() or device.type != "cuda":
+        return delta_recurrent, KernelChoice("reference.delta_recurrent", False)
+    kernel, missing = fla_op(module, name)
+    if kernel is None:
+        return delta_recurrent, KernelChoice("reference.delta_recurrent", False, missing)
+    return _delta_fla, KernelChoice(f"{module}.{name}", True)

@@ -1,0 +1,208 @@
+"""SSD (Mamba-2), GLA, the (gated) delta rule and RWKV-7: references against step loops and
+against each other's special cases; fast paths against references on the GPU."""
+
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mqarbench.kernels import force_reference
+from mqarbench.kernels.delta_rule import delta_impl, delta_recurrent
+from mqarbench.kernels.gla import gla_chunked, gla_impl, gla_recurrent
+from mqarbench.kernels.rwkv7 import LOG_DECAY_MIN, rwkv7_impl, rwkv7_recurrent
+from mqarbench.kernels.ssd import ssd_chunked, ssd_impl, ssd_recurrent
+
+
+def randn(*shape, gen, device="cpu", dtype=torch.float64):
+    return torch.randn(*shape, generator=gen, dtype=torch.float64).to(device, dtype)
+
+
+def ssd_inputs(batch=2, length=37, heads=4, width=8, groups=2, state=5, seed=0, device="cpu",
+               dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    x = randn(batch, length, heads, width, gen=gen, device=device, dtype=dtype)
+    dt_raw = randn(batch, length, heads, gen=gen, device=device, dtype=dtype)
+    b, c = (randn(batch, length, groups, state, gen=gen, device=device, dtype=dtype) for _ in range(2))
+    a = -torch.exp(randn(heads, gen=gen)).to(device)  # per-head decay rates
+    d, dt_bias = randn(heads, gen=gen).to(device), randn(heads, gen=gen).to(device) - 2
+    return [x, dt_raw, a, b, c, d, dt_bias]
+
+
+def gla_inputs(batch=2, length=37, heads=3, k_dim=8, v_dim=6, seed=0, device="cpu", dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    q, k = (randn(batch, length, heads, k_dim, gen=gen, device=device, dtype=dtype) for _ in range(2))
+    v = randn(batch, length, heads, v_dim, gen=gen, device=device, dtype=dtype)
+    g = (F.logsigmoid(randn(batch, length, heads, k_dim, gen=gen)) / 4).to(device)
+    return [q, k, v, g]
+
+
+def assert_forward_and_grads_close(fn_got, fn_expected, inputs, names, atol=1e-10):
+    inputs = [t.requires_grad_() if t.is_floating_point() else t for t in inputs]
+    expected = fn_expected(*inputs)
+    grads_expected = torch.autograd.grad(expected.square().sum(), inputs)
+    got = fn_got(*inputs)
+    grads_got = torch.autograd.grad(got.square().sum(), inputs)
+    scale = expected.abs().max()
+    torch.testing.assert_close(got / scale, expected / scale, atol=atol, rtol=0)
+    for name, g_got, g_exp in zip(names, grads_got, grads_expected):
+        g_scale = g_exp.abs().max()
+        torch.testing.assert_close(g_got / g_scale, g_exp / g_scale, atol=atol, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("length,chunk", [(37, 16), (32, 8), (5, 16), (64, 64)])
+def test_ssd_chunked_matches_step_loop_forward_and_grads(length, chunk):
+    assert_forward_and_grads_close(lambda *t: ssd_chunked(*t, chunk=chunk), ssd_recurrent,
+                                   ssd_inputs(length=length), ["x", "dt", "A", "B", "C", "D", "dt_bias"])
+
+
+def test_ssd_step_loop_matches_the_unrolled_sum():
+    """y_t = sum_{s<=t} (C_t . B_s) exp(A sum_{s<m<=t} dt_m) dt_s x_s + D x_t, written out."""
+    x, dt_raw, a, b, c, d, dt_bias = ssd_inputs(length=6, heads=2, groups=1)
+    dt = F.softplus(dt_raw + dt_bias)  # (B, T, H)
+    expected = d[:, None] * x
+    for t in range(6):
+        for s in range(t + 1):
+            decay = torch.exp(a * dt[:, s + 1:t + 1].sum(1))  # (B, H)
+            cb = (c[:, t, 0] * b[:, s, 0]).sum(-1)  # (B,)
+            expected[:, t] += (cb[:, None] * decay * dt[:, s])[..., None] * x[:, s]
+    torch.testing.assert_close(ssd_recurrent(x, dt_raw, a, b, c, d, dt_bias), expected)
+
+
+def test_ssd_chunked_survives_strong_decay():
+    inputs = ssd_inputs(length=48)
+    inputs[2] = inputs[2] * 1e4  # decays of exp(-1e4 dt): a factored exp(A_i) exp(-A_j) overflows
+    out = ssd_chunked(*inputs, chunk=16)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, ssd_recurrent(*inputs))
+
+
+@pytest.mark.parametrize("length", [37, 5])
+def test_gla_chunked_matches_step_loop_forward_and_grads(length):
+    assert_forward_and_grads_close(lambda *t: gla_chunked(*t, scale=0.3), lambda *t: gla_recurrent(*t, scale=0.3),
+                                   gla_inputs(length=length), "qkvg")
+
+
+def delta_inputs(batch=2, length=19, heads=3, k_dim=8, v_dim=6, seed=0, device="cpu", dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    q = randn(batch, length, heads, k_dim, gen=gen, device=device, dtype=dtype)
+    k = F.normalize(randn(batch, length, heads, k_dim, gen=gen), dim=-1).to(device, dtype)
+    v = randn(batch, length, heads, v_dim, gen=gen, device=device, dtype=dtype)
+    beta = torch.sigmoid(randn(batch, length, heads, gen=gen)).to(device, dtype)
+    g = (F.logsigmoid(randn(batch, length, heads, gen=gen) + 2)).to(device)
+    return q, k, v, beta, g
+
+
+def test_delta_rule_overwrites_the_value_of_a_repeated_key():
+    """beta = 1 replaces what the state holds for k: write (k, v1), then (k, v2); k recalls v2."""
+    k = F.normalize(torch.randn(1, 1, 1, 8, dtype=torch.float64), dim=-1).expand(1, 2, 1, 8)
+    v = torch.randn(1, 2, 1, 4, dtype=torch.float64)
+    out = delta_recurrent(k, k, v, torch.ones(1, 2, 1, dtype=torch.float64), None, scale=1.0)
+    torch.testing.assert_close(out[0, 1, 0], v[0, 1, 0])
+
+
+def test_delta_rules_are_rwkv7_special_cases():
+    """(Gated) delta rule = RWKV-7's update with w = g, a = -k exp(g), b = beta k and the written
+    key beta k: two independent step loops agree."""
+    q, k, v, beta, g = delta_inputs()
+    scale = 8 ** -0.5
+    for log_alpha in (None, g):
+        w = torch.zeros_like(k) if log_alpha is None else log_alpha[..., None].expand_as(k)
+        expected = rwkv7_recurrent(q * scale, w, beta[..., None] * k, v, -k * w.exp(), beta[..., None] * k)
+        torch.testing.assert_close(delta_recurrent(q, k, v, beta, log_alpha, scale), expected)
+
+
+def test_rwkv7_without_the_delta_term_is_gla():
+    q, k, v, g = gla_inputs()
+    zeros = torch.zeros_like(k)
+    torch.testing.assert_close(rwkv7_recurrent(q, g, k, v, zeros, zeros), gla_recurrent(q, k, v, g, 1.0))
+
+
+def test_cpu_dispatch_takes_the_references():
+    cpu = torch.device("cpu")
+    assert ssd_impl(cpu)[0] is ssd_chunked and gla_impl(cpu)[0] is gla_chunked
+    assert delta_impl(cpu, True)[0] is delta_recurrent and rwkv7_impl(cpu)[0] is rwkv7_recurrent
+    assert not any(impl(cpu)[1].fast for impl in (ssd_impl, gla_impl, rwkv7_impl))
+
+
+# ---- GPU: fast paths against references in fp32 and bf16 (pytest -m gpu) ----
+
+TOLERANCES = [(torch.float32, 1e-2), (torch.bfloat16, 8e-2)]  # as test_fla_rwkv6_matches_reference_on_gpu
+
+
+def assert_fast_matches_reference(fast, reference, inputs, names, tol):
+    inputs = [t.requires_grad_() if t.is_floating_point() else t for t in inputs]
+    out = fast(*inputs)
+    grads = torch.autograd.grad(out.float().square().sum(), inputs)
+    out_ref = reference(*inputs)
+    grads_ref = torch.autograd.grad(out_ref.float().square().sum(), inputs)
+    errors = {}
+    for name, got, expected in [("output", out, out_ref)] + list(zip(names, grads, grads_ref)):
+        scale = expected.float().abs().max().clamp_min(1e-6)
+        errors[name] = ((got.float() - expected.float()).abs().max() / scale).item()
+    # every error on one short line, so a failure says which tensor and by how much
+    assert max(errors.values()) < tol, " ".join(f"{k}={v:.1e}" for k, v in errors.items())
+
+
+@pytest.mark.gpu
+@pytest.mark.triton_autotune
+@pytest.mark.parametrize("dtype,tol", TOLERANCES)
+def test_mamba_ssm_ssd_matches_reference_on_gpu(dtype, tol):
+    fn, choice = ssd_impl(torch.device("cuda"))
+    assert choice.fast, choice.missing
+    inputs = ssd_inputs(batch=2, length=300, heads=4, width=64, groups=1, state=64, device="cuda", dtype=dtype)
+    assert_fast_matches_reference(fn, ssd_chunked, inputs, ["x", "dt", "A", "B", "C", "D", "dt_bias"], tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.triton_autotune
+@pytest.mark.parametrize("dtype,tol", TOLERANCES)
+def test_fla_gla_matches_reference_on_gpu(dtype, tol):
+    fn, choice = gla_impl(torch.device("cuda"))
+    assert choice.fast, choice.missing
+    inputs = gla_inputs(batch=2, length=200, heads=4, k_dim=64, v_dim=64, device="cuda", dtype=dtype)
+    assert_fast_matches_reference(lambda *t: fn(*t, 0.125), lambda *t: gla_chunked(*t, 0.125), inputs, "qkvg", tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.triton_autotune
+@pytest.mark.parametrize("gated", [False, True], ids=["delta", "gated_delta"])
+@pytest.mark.parametrize("dtype,tol", TOLERANCES)
+def test_fla_delta_rules_match_reference_on_gpu(gated, dtype, tol):
+    fn, choice = delta_impl(torch.device("cuda"), gated)
+    assert choice.fast, choice.missing
+    q, k, v, beta, g = delta_inputs(batch=2, length=200, heads=4, k_dim=64, v_dim=64, device="cuda", dtype=dtype)
+    q = F.normalize(q.float(), dim=-1).to(dtype)  # the models normalise q as k
+    if gated:
+        inputs, names = [q, k, v, beta, g], ["q", "k", "v", "beta", "g"]
+        args = lambda fn_: (lambda *t: fn_(*t, 0.125))  # noqa: E731
+    else:
+        inputs, names = [q, k, v, beta], ["q", "k", "v", "beta"]
+        args = lambda fn_: (lambda *t: fn_(*t, None, 0.125))  # noqa: E731
+    with force_reference():
+        reference = args(delta_impl(torch.device("cuda"), gated)[0])
+    assert_fast_matches_reference(args(fn), reference, inputs, names, tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.triton_autotune
+@pytest.mark.parametrize("dtype,tol", TOLERANCES)
+def test_fla_rwkv7_matches_reference_on_gpu(dtype, tol):
+    fn, choice = rwkv7_impl(torch.device("cuda"))
+    assert choice.fast, choice.missing
+    gen = torch.Generator().manual_seed(0)
+    shape = (2, 200, 4, 64)
+    r, k, v = (randn(*shape, gen=gen, device="cuda", dtype=dtype) for _ in range(3))
+    w = (LOG_DECAY_MIN * torch.rand(*shape, generator=gen, dtype=torch.float64)).float().cuda()
+    kk = F.normalize(randn(*shape, gen=gen), dim=-1)
+    iclr = torch.rand(*shape, generator=gen, dtype=torch.float64)
+    a, b = (-kk).to("cuda", dtype), (kk * iclr).to("cuda", dtype)
+    k = k * 0.1  # RWKV-7's k projection starts at gain 0.1; keeps the state O(1) over 200 steps
+    assert_fast_matches_reference(fn, rwkv7_recurrent, [r, w, k, v, a, b], "rwkvab", tol)
+
+
+@pytest.mark.gpu
+def test_forced_reference_on_gpu_takes_the_new_references():
+    cuda = torch.device("cuda")
+    with force_reference():
+        assert ssd_impl(cuda)[0] is ssd_chunked and gla_impl(cuda)[0] is gla_chunked
+        assert delta_impl(cuda, False)[0] is delta_recurrent and rwkv7_impl(cuda)[0] is rwkv7_recurrent
