@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One GPU session in the background (setsid), polled by later calls: install, the GPU test suite,
+# the pack throughput benchmark, model step benchmarks, and the packed vs 8-worker run matrices.
+#   setsid nohup bash benchmarks/gpu_session.sh > /tmp/session/driver.log 2>&1 &
+#   later: bash benchmarks/gpu_session.sh poll     (copies the logs so far into $OUT)
+# Phases run in order; PHASES="tests pack models matrix workers" picks some. Logs in /tmp/session.
+set -u
+LOG=/tmp/session; mkdir -p "$LOG"
+if [ "${1:-}" = poll ]; then
+  cat "$LOG/progress.txt" 2>/dev/null; tail -n 5 "$LOG/current.log" 2>/dev/null
+  tar czf "$OUT/session.tgz" -C "$LOG" . 2>/dev/null; exit 0
+fi
+export PYTHONUNBUFFERED=1 MQARBENCH_DATA_DIR="$PWD/mqar_data" TRITON_CACHE_DIR="$PWD/.triton" FLA_CACHE_RESULTS=1
+python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+python3 -m pip install -q --no-deps --no-build-isolation -e . > /dev/null 2>&1
+[ -f .triton_cache.tgz ] && tar xzf .triton_cache.tgz
+nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 500 >> "$LOG/gpu_util.csv" &
+T0=$(date +%s)
+step() { echo "$(( $(date +%s) - T0 ))s start $1" >> "$LOG/progress.txt"; }
+done_() { echo "$(( $(date +%s) - T0 ))s done $1 rc=$2" >> "$LOG/progress.txt"; }
+PHASES="${PHASES:-tests pack models matrix workers}"
+for phase in $PHASES; do
+  step "$phase"
+  case $phase in
+    tests) timeout "${TEST_LIMIT:-420}" python3 -m pytest -m gpu -q -rs --durations=0 tests/ > "$LOG/gpu_tests.log" 2>&1
+           rc=$?; cp "$LOG/gpu_tests.log" "$LOG/current.log";;
+    pack) timeout 300 python3 benchmarks/bench_pack.py --models mamba,pythia --packs 1,8,16 > "$LOG/bench_pack.md" 2>&1
+          rc=$?; cp "$LOG/bench_pack.md" "$LOG/current.log";;
+    models) { timeout 300 python3 benchmarks/bench_models.py --preset small --family mamba --family mamba2 --family fla
+              timeout 200 python3 benchmarks/bench_models.py --preset paper --family mamba; } > "$LOG/bench_models.md" 2>&1
+            rc=$?; cp "$LOG/bench_models.md" "$LOG/current.log";;
+    matrix) timeout 1500 mqarbench run --model mamba --suite main --seeds 3 --preset small --out mqar_runs/packed \
+              --no-site > "$LOG/matrix.log" 2>&1; rc=$?
+            python3 benchmarks/bench_runner.py mqar_runs/packed > "$LOG/matrix_summary.md" 2>&1
+            tar czf "$LOG/packed_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' mqar_runs/packed;;
+             timeout 900 mqarbench run --model mamba --suite main --seeds 1 --preset small --pack 1 --workers-per-gpu 8 \
+              --out mqar_runs/workers --no-site > "$LOG/workers.log" 2>&1; rc=$?
+             python3 benchmarks/bench_runner.py mqar_runs/workers > "$LOG/workers_summary.md" 2>&1
+             tar czf "$LOG/worker_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' mqar_runs/workers;;
+  esac
+  done_ "$phase" "$rc"
+done
+tar czf "$LOG/triton_cache.tgz" .triton 2>/dev/null
+echo "$(( $(date +%s) - T0 ))s all done" >> "$LOG/progress.txt"
