@@ -7,7 +7,7 @@
 set -u
 LOG=/tmp/session; mkdir -p "$LOG"
 if [ "${1:-}" = poll ]; then
-  cat "$LOG/progress.txt" 2>/dev/null; tail -n 5 "$LOG/current.log" 2>/dev/null
+  cat "$LOG/progress.txt" 2>/dev/null; for f in $(ls -t "$LOG"/*.log "$LOG"/*.md 2>/dev/null | head -2); do echo "== $f"; tail -n 6 "$f"; done
   tar czf "$OUT/session.tgz" -C "$LOG" . 2>/dev/null; exit 0
 fi
 export PYTHONUNBUFFERED=1 MQARBENCH_DATA_DIR="$PWD/mqar_data" TRITON_CACHE_DIR="$PWD/.triton" FLA_CACHE_RESULTS=1
