@@ -33,7 +33,7 @@ for phase in $PHASES; do
               --no-site > "$LOG/matrix.log" 2>&1; rc=$?
             python3 benchmarks/bench_runner.py mqar_runs/packed > "$LOG/matrix_summary.md" 2>&1
             tar czf "$LOG/packed_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' mqar_runs/packed;;
-             timeout 900 mqarbench run --model mamba --suite main --seeds 1 --preset small --pack 1 --workers-per-gpu 8 \
+    workers) timeout 900 mqarbench run --model mamba --suite main --seeds 1 --preset small --pack 1 --workers-per-gpu 8 \
               --out mqar_runs/workers --no-site > "$LOG/workers.log" 2>&1; rc=$?
              python3 benchmarks/bench_runner.py mqar_runs/workers > "$LOG/workers_summary.md" 2>&1
              tar czf "$LOG/worker_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' mqar_runs/workers;;
