@@ -189,6 +189,7 @@ class GlobalMamba(Mamba):
     """Mamba-130M plus Global Selection (long kernel 128) in every layer: 133M in the paper."""
 
     name: ClassVar[str] = "global_mamba"
+    version: ClassVar[str] = "2"  # 2: the long conv in the authors' form (default init, a bias)
     citation: ClassVar[str] = ("Local pattern shortcuts of Mamba (Global Selection); "
                                + Mamba.citation)
     PAPER_PARAMS: ClassVar[int | None] = 133_000_000

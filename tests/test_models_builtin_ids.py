@@ -36,13 +36,18 @@ def test_builtin_config_and_run_id_unchanged(key: str) -> None:
 
 
 def test_published_run_ids_recompute() -> None:
-    """Every run in leaderboard/submissions keeps its id under today's adapters."""
+    """Every run in leaderboard/submissions keeps its id under today's adapters, unless the adapter
+    has since changed its version (such runs are of an earlier model and keep their recorded id)."""
     paths = sorted(ROOT.glob("leaderboard/submissions/*/runs/*/run.json"))
-    assert paths
+    checked = 0
     for path in paths:
         spec = RunSpec.from_json(json.loads(path.read_text())["spec"])
         adapter = load_adapter(spec.adapter_name)
+        if str(adapter.version) != spec.adapter_version:
+            continue
+        checked += 1
         config = adapter.config(spec.preset, spec.vocab_size, spec.max_len)
         assert config == spec.model_config, path
         assert run_id(adapter.name, str(adapter.version), config, spec.train, spec.hparams, spec.seed,
                       spec.preset) == spec.run_id, path
+    assert checked >= 40  # the six baselines whose adapters are unchanged

@@ -119,9 +119,11 @@ def test_run_picks_runs_per_gpu_unless_given(monkeypatch, capsys):
     monkeypatch.setattr(mqarbench.runner.orchestrate, "run_suite", fake_run_suite)
     monkeypatch.setattr(mqarbench.runner.envinfo, "gpu_memory_gib", lambda: 79.19)
     base = ["run", "--model", "mamba", "--suite", "main", "--preset", "small", "--no-site"]
-    assert main(base) == 0 and seen == [8]
+    assert main(base) == 0 and seen == [1]  # packed by default: the runs share one process
+    assert main([*base, "--pack", "1"]) == 0 and seen == [1, 8]
     assert "no --workers-per-gpu given: 8 run(s) share the GPU (79 GiB, preset 'small')" in capsys.readouterr().err
-    assert main([*base, "--workers-per-gpu", "3"]) == 0 and seen == [8, 3]
+    assert main([*base, "--workers-per-gpu", "3"]) == 0 and seen == [1, 8, 3]
     assert main([*base, "--workers-per-gpu", "0"]) == 2
+    assert main([*base, "--pack", "0"]) == 2
     monkeypatch.setattr(mqarbench.runner.envinfo, "gpu_memory_gib", lambda: None)
-    assert main(base) == 0 and seen == [8, 3, 1]
+    assert main([*base, "--pack", "1"]) == 0 and seen == [1, 8, 3, 1]
