@@ -22,7 +22,7 @@ PHASES="${PHASES:-tests pack models matrix workers}"
 for phase in $PHASES; do
   step "$phase"
   case $phase in
-    tests) timeout "${TEST_LIMIT:-420}" python3 -m pytest -m gpu -q -rs --durations=0 tests/ > "$LOG/gpu_tests.log" 2>&1
+    tests) timeout "${TEST_LIMIT:-420}" python3 -m pytest -m "${TEST_MARK:-gpu}" -v -rs --durations=0 ${TEST_ARGS:-tests/} > "$LOG/gpu_tests.log" 2>&1
            rc=$?; cp "$LOG/gpu_tests.log" "$LOG/current.log";;
     pack) timeout 300 python3 benchmarks/bench_pack.py --models mamba,pythia --packs 1,8,16 > "$LOG/bench_pack.md" 2>&1
           rc=$?; cp "$LOG/bench_pack.md" "$LOG/current.log";;
@@ -33,7 +33,7 @@ for phase in $PHASES; do
               --no-site > "$LOG/matrix.log" 2>&1; rc=$?
             python3 benchmarks/bench_runner.py mqar_runs/packed > "$LOG/matrix_summary.md" 2>&1
             tar czf "$LOG/packed_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' mqar_runs/packed;;
-    workers) timeout 900 mqarbench run --model mamba --suite main --seeds 1 --preset small --pack 1 --workers-per-gpu 8 \
+    workers) timeout "${WORKERS_LIMIT:-900}" mqarbench run --model mamba --suite main --seeds 1 --preset small --pack 1 --workers-per-gpu 8 \
               --out mqar_runs/workers --no-site > "$LOG/workers.log" 2>&1; rc=$?
              python3 benchmarks/bench_runner.py mqar_runs/workers > "$LOG/workers_summary.md" 2>&1
              tar czf "$LOG/worker_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' mqar_runs/workers;;
