@@ -144,3 +144,20 @@ def test_graphed_pack_matches_eager_runs_on_gpu(model, mini_env, step_losses):
         assert graphed[0] == pytest.approx(eager[0], rel=2e-3)  # same weights, same batch
         assert graphed == pytest.approx(eager, rel=3e-2)
         assert graphed[-1] < graphed[0]  # it trains
+
+
+def test_pack_leaves_a_run_another_process_holds(mini_env):
+    import os
+
+    from mqarbench.runner.lock import try_lock
+
+    specs = specs_for("pythia", mini_env / "out", mini_env / "data")
+    held = try_lock(specs[1].run_dir)  # as a second `mqarbench run` on the same --out would
+    try:
+        finished = []
+        left = train_pack(specs, lambda spec, rec: finished.append(spec.run_id), max_pack=3, report=lambda _: None)
+    finally:
+        os.close(held)
+    assert left == [specs[1]]
+    assert sorted(finished) == sorted([specs[0].run_id, specs[2].run_id])
+    assert read_run_json(specs[1].run_dir) is None  # never opened, never trained here

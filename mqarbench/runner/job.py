@@ -72,8 +72,9 @@ class OpenRun:
         return self.best is None
 
 
-def open_run(spec: RunSpec) -> OpenRun | None:
-    """Build and check the run's model and write its ``run.json``; None if the run is finished."""
+def open_run(spec: RunSpec, alone: bool = True) -> OpenRun | None:
+    """Build and check the run's model and write its ``run.json``; None if the run is finished.
+    ``alone``: the run has the process to itself, so the GPU's peak memory is its own."""
     import torch
 
     from mqarbench.kernels import kernel_paths, slow_paths
@@ -88,7 +89,7 @@ def open_run(spec: RunSpec) -> OpenRun | None:
     run_dir = spec.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device()
-    if device.type == "cuda":
+    if device.type == "cuda" and alone:
         torch.cuda.reset_peak_memory_stats(device)
     adapter = load_adapter(spec.model)
     torch.manual_seed(spec.seed)

@@ -12,6 +12,7 @@ Packing changes no result: a member computes what it would compute alone (run id
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
@@ -19,6 +20,7 @@ from typing import Callable
 import torch
 
 from mqarbench.runner.job import OpenRun, finish_run, open_run, read_run_json
+from mqarbench.runner.lock import try_lock
 from mqarbench.runner.plan import RunSpec
 from mqarbench.runner.train import Member, TrainData
 
@@ -32,6 +34,7 @@ RESERVE_FRACTION = 0.08  # GPU memory kept free for evaluation and the allocator
 class Slot:
     run: OpenRun
     member: Member
+    lock: int  # the descriptor holding the run's lock file
     peers: int = 1  # the most runs trained at once while this one trained
 
 
@@ -51,8 +54,8 @@ def _admit_member(run: OpenRun, data: TrainData, graphs: bool, streams: list) ->
 def train_pack(specs: list[RunSpec], done: Done, max_pack: int | None = None,
                report: Callable[[str], None] = print) -> list[RunSpec]:
     """Train and evaluate ``specs`` as a rolling pack of at most ``max_pack`` runs (default: as many
-    as fit in GPU memory); returns the runs whose model cannot be captured in a CUDA graph, which
-    the caller trains one at a time."""
+    as fit in GPU memory); returns the runs left to train one at a time: those whose model cannot
+    be captured in a CUDA graph, and those another process holds (``job.execute`` waits for them)."""
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     graphs = device.type == "cuda"
     limit = max_pack or MAX_PACK
@@ -76,12 +79,17 @@ def train_pack(specs: list[RunSpec], done: Done, max_pack: int | None = None,
             if spec.model in unpackable:
                 left.append(spec)
                 continue
-            run = open_run(spec)
-            if run is None:
-                done(spec, read_run_json(spec.run_dir))
+            lock = try_lock(spec.run_dir)
+            if lock is None:  # another mqarbench process trains it: never twice at once
+                report(f"run {spec.run_id}: held by another mqarbench process; taken up after the pack")
+                left.append(spec)
                 continue
-            if not run.needs_training:
-                done(spec, finish_run(run))
+            run = open_run(spec, alone=False)  # peak memory: the whole pack's
+            if run is None or not run.needs_training:
+                try:
+                    done(spec, read_run_json(spec.run_dir) if run is None else finish_run(run))
+                finally:
+                    os.close(lock)
                 continue
             data = data_cache.get(spec.train.path) or TrainData.load(spec, device)
             data_cache[spec.train.path] = data
@@ -93,6 +101,7 @@ def train_pack(specs: list[RunSpec], done: Done, max_pack: int | None = None,
                 unpackable[spec.model] = why
                 report(f"note: {spec.adapter_name} cannot train in a pack ({why}); its runs train one at a time")
                 left.append(spec)
+                os.close(lock)
                 del run
                 if graphs:
                     torch.cuda.synchronize(device)
@@ -101,10 +110,10 @@ def train_pack(specs: list[RunSpec], done: Done, max_pack: int | None = None,
             if graphs:
                 per_member = max(per_member, torch.cuda.memory_reserved(device) - before)
             if member.done:  # resumed after its last epoch: only the tests are left
-                _finish(Slot(run, member), done, streams)
+                _finish(Slot(run, member, lock), done, streams)
                 continue
             member.begin_epoch()
-            active.append(Slot(run, member))
+            active.append(Slot(run, member, lock))
             for slot in active:
                 slot.peers = max(slot.peers, len(active))
 
@@ -134,4 +143,7 @@ def _finish(slot: Slot, done: Done, streams: list) -> None:
     if hasattr(member, "release"):
         member.release()
         streams.append(member.stream)
-    done(slot.run.spec, finish_run(slot.run, member.state, pack_size=slot.peers))
+    try:
+        done(slot.run.spec, finish_run(slot.run, member.state, pack_size=slot.peers))
+    finally:
+        os.close(slot.lock)
