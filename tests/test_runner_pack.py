@@ -18,8 +18,8 @@ from mqarbench.runner.plan import plan_run
 from mqarbench.runner.train import CHECKPOINT, Member
 from test_runner_fixtures import KILL_MARKER_ENV, STANDIN, cli_env, mini_env, mini_tasks  # noqa: F401
 
-EPOCHS, BATCH = 3, 8
-STEPS = 24  # 64 examples, batch 8: 8 steps an epoch
+EPOCHS, BATCH = 1, 2
+STEPS = 32  # 64 examples, batch 2: 32 steps in the one epoch (small batches keep CPU steps cheap)
 SETTINGS = [(3e-3, 0), (1e-2, 1), (3e-3, 2)]  # (lr, seed) of the three members
 
 
