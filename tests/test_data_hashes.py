@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mqarbench.data import list_tasks, load_task
+from mqarbench.data import list_tasks, load_task, resolve
 from mqarbench.data.presets import PRESETS
 from mqarbench.data.store import dataset_hash, spec_key
 
@@ -28,7 +28,7 @@ def test_every_task_and_preset_is_recorded() -> None:
 def test_resolved_spec_json_unchanged(key: str) -> None:
     """The spec JSON stored in every manifest, and the key a dataset is reused under."""
     task, preset = key.split("/")
-    resolved = load_task(task).at_preset(preset)
+    resolved = resolve(load_task(task), preset)
     assert hashlib.sha256(resolved.to_json().encode()).hexdigest() == RECORDED[key]["spec_json_sha256"]
     assert spec_key(resolved) == RECORDED[key]["spec_key"]
 
