@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from mqarbench.data import tokens
 from mqarbench.data.generators import CellData, generate_cell
-from mqarbench.data.spec import Cell, TaskSpec
+from mqarbench.data.spec import Cell, NgramSpec, TaskSpec
 
 ROLES = ("key", "value", "query", "answer-slot", "special", "filler")
 
@@ -33,7 +33,7 @@ class Token:
 
 def _slot_roles(spec: TaskSpec) -> tuple[list[str], list[str]]:
     """Roles of the tokens of a context pair and of a query, offset by offset."""
-    if spec.family != "ngram":
+    if not isinstance(spec, NgramSpec):
         return ["key", "value"], ["query"]
     nk, nv = spec.key_tokens, spec.value_tokens
     return (["special"] + ["key"] * nk + ["special"] + ["value"] * nv + ["special"],

@@ -272,7 +272,7 @@ def spec_from_file(path) -> TaskSpec:
     for field in ("preset", "counts"):  # what resolved.py adds at a preset
         if field in data:
             raise UserError(f"{path}: field `{field}` is set by the preset, not in a task file; remove it")
-    spec = validate(SPEC_ADAPTER, data, path)
+    spec = validate(SPEC_ADAPTER, data, path, FAMILIES)
     if spec.name != path.stem:
         raise UserError(f"{path}: field `name`: {spec.name!r} must match the file name {path.stem!r}")
     return spec

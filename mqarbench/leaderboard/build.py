@@ -196,7 +196,7 @@ def _write_task_pages(site: Path, env, catalog: TaskCatalog, boards: list[Board]
         spec = catalog.spec(task)
         dataset = catalog.dataset(task, EXAMPLE_PRESET)
         example = pick_example(dataset.load("test"))
-        shown = {"seq_len": example["seq_len"], "num_kv_pairs": example["num_kv_pairs"],
+        shown = {"preset": EXAMPLE_PRESET, "seq_len": example["seq_len"], "num_kv_pairs": example["num_kv_pairs"],
                  "tokens": mark(example, dataset.spec.task)}
         html = env.get_template("task.html").render(
             root="../", task=spec, spec=json.dumps(spec, indent=2), grid=_grid(catalog, task),
