@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from mqarbench.data import load_suite, load_task
+from mqarbench.data import load_suite, load_task, resolve
 from mqarbench.runner.hparams import preset_hparams
 
 # Measured `paper` step (ms) at B=32, L=512 on one H100 80GB, docs/benchmarks.md (models
@@ -26,8 +26,8 @@ STEP_TOKENS = 32 * 512
 
 
 def tokens_per_epoch(task: str) -> int:
-    spec = load_task(task).at_preset("paper")
-    return sum(n * seq_len for n, (seq_len, _) in zip(spec.counts["train"], spec.grid.cells))
+    spec = resolve(load_task(task), "paper")
+    return sum(n * seq_len for n, (seq_len, _) in zip(spec.counts["train"], spec.cells))
 
 
 def main() -> None:
@@ -44,10 +44,10 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: |")
     total_tokens = 0
     for task in tasks:
-        spec = load_task(task).at_preset("paper")
+        spec = resolve(load_task(task), "paper")
         tokens = tokens_per_epoch(task)
         total_tokens += tokens
-        print(f"| {task} | {len(spec.grid.cells)} | {sum(spec.counts['train']):,} | {tokens:,} |")
+        print(f"| {task} | {len(spec.cells)} | {sum(spec.counts['train']):,} | {tokens:,} |")
     print(f"| all | | | {total_tokens:,} |\n")
     print("| model | ms / step (B=32, L=512) | GPU-h per epoch, all tasks | GPU-h per run "
           "(mean over tasks) | GPU-h, whole grid |")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mqarbench.cli import main
-from mqarbench.data import PRESETS, list_suites, list_tasks, load_suite, load_task
+from mqarbench.data import PRESETS, list_suites, list_tasks, load_suite, load_task, resolve
 from mqarbench.errors import UserError
 from mqarbench.paths import REPO_ROOT
 
@@ -31,16 +31,16 @@ def test_shipped_tasks_and_grids():
 
 def test_presets_scale_the_grid_and_counts():
     assert PRESETS == ("tiny", "small", "paper")
-    small = load_task("standard").at_preset("small")
+    small = resolve(load_task("standard"), "small")
     assert len(small.grid.cells) == 12
     assert all(L <= 256 and n >= 4 for L, n in small.grid.cells)
     assert small.counts["train"] == [3000] * 12 and small.counts["test"] == [100] * 12
-    paper = load_task("last").at_preset("paper")
+    paper = resolve(load_task("last"), "paper")
     assert len(paper.grid.cells) == 26 and paper.counts["train"] == [20_000] * 26
     assert paper.counts["valid"] == [100] * 26
-    tiny = load_task("k2v2").at_preset("tiny")
+    tiny = resolve(load_task("k2v2"), "tiny")
     assert all(L <= 128 for L, _ in tiny.grid.cells) and sum(tiny.counts["train"]) < 1000
-    assert "train" not in load_task("position-robustness").at_preset("small").counts
+    assert "train" not in resolve(load_task("position-robustness"), "small").counts
 
 
 @pytest.mark.parametrize("task", ["standard", "last", "shuffle", "k1v1", "k1v2", "k2v2",
@@ -49,7 +49,7 @@ def test_paper_preset_counts_per_cell_match_b1_and_b4(task):
     # B.1: "For each configuration, there are 20,000 examples in the training set and 100
     # examples in both the validation and test sets"; B.4: robustness tests, 100 per configuration.
     spec = load_task(task)
-    paper = spec.at_preset("paper")
+    paper = resolve(spec, "paper")
     assert paper.grid.cells == spec.cells()  # every cell of the paper's grid is kept
     expected = {"train": 20_000, "valid": 100, "test": 100}
     assert set(paper.counts) == set(spec.splits)
@@ -149,21 +149,39 @@ def test_bad_preset_file(tasks_copy):
     text = (tasks_copy / "presets.yaml").read_text().replace("max_seq_len: 128", "max_seq_len: many")
     (tasks_copy / "presets.yaml").write_text(text)
     with pytest.raises(UserError, match=r"presets.yaml: field `tiny.max_seq_len`"):
-        load_task("standard").at_preset("tiny")
+        resolve(load_task("standard"), "tiny")
 
 
-def test_spec_and_presets_do_not_import_each_other():
-    """spec.py uses presets.py (TaskSpec.at_preset); presets.py needs spec's types only to type-check."""
+def test_authored_and_resolved_specs_import_in_one_direction():
+    """spec.py (authored) knows no presets; presets.py reads presets.yaml; resolved.py joins them."""
     import ast
     from pathlib import Path
 
     def runtime_imports(name: str) -> set[str]:
         tree = ast.parse((Path(__file__).parent.parent / "mqarbench" / "data" / f"{name}.py").read_text())
-        typing_only = {id(n) for node in ast.walk(tree)
-                       if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-                       for stmt in node.body for n in ast.walk(stmt)}
-        return {node.module for node in ast.walk(tree)
-                if isinstance(node, ast.ImportFrom) and node.module and id(node) not in typing_only}
+        return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
 
-    assert "mqarbench.data.presets" in runtime_imports("spec")
-    assert "mqarbench.data.spec" not in runtime_imports("presets")
+    assert not {"mqarbench.data.presets", "mqarbench.data.resolved"} & runtime_imports("spec")
+    assert "mqarbench.data.resolved" not in runtime_imports("presets")
+    assert {"mqarbench.data.spec", "mqarbench.data.presets"} <= runtime_imports("resolved")
+
+
+def test_resolved_spec_round_trips_through_its_stored_json():
+    from mqarbench.data import ResolvedSpec
+
+    for task in ("k2v2", "position-robustness"):
+        resolved = resolve(load_task(task), "tiny")
+        back = ResolvedSpec.from_json(resolved.to_json())
+        assert back == resolved and back.to_json() == resolved.to_json()
+        assert back.cells == resolved.cells and back.splits == load_task(task).splits
+    text = resolve(load_task("standard"), "tiny").to_json().replace('"counts":{"train":[', '"counts":{"train":[1,')
+    with pytest.raises(ValueError, match="one count per cell"):
+        ResolvedSpec.from_json(text)
+
+
+def test_family_names_come_from_the_spec_classes():
+    from mqarbench.data import generators, spec
+
+    assert spec.FAMILIES == ("positional", "ngram", "position_robustness")
+    assert set(generators._GENERATORS) == set(spec.SPEC_CLASSES)  # one generator per family
+    assert {spec.family_of(c) for c in generators._GENERATORS} == set(spec.FAMILIES)

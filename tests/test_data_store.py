@@ -151,7 +151,7 @@ def test_labels_round_trip_through_parquet(tmp_path):
 
     ds = build_dataset("k4v8-shuffle", "tiny", tmp_path)
     seq_len, pairs = ds.cells()[0]
-    expected = generate_cell(ds.spec, "valid", seq_len, pairs, ds.spec.counts["valid"][0])
+    expected = generate_cell(ds.spec.task, "valid", seq_len, pairs, ds.spec.counts["valid"][0])
     table = ds.load("valid").slice(0, ds.spec.counts["valid"][0])
     assert np.array_equal(np.array(table["input_ids"].to_pylist()), expected.input_ids)
     assert np.array_equal(np.array(table["labels"].to_pylist()), expected.labels)

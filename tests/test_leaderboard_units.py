@@ -12,7 +12,7 @@ import pytest
 from mqarbench.data import build_dataset, tokens
 from mqarbench.leaderboard.boards import Score, block_share_list, build_boards
 from mqarbench.leaderboard.catalog import Column
-from mqarbench.leaderboard.example import pick_example, roles
+from mqarbench.data.render import mark, pick_example
 from mqarbench.leaderboard.png import attention_png
 from mqarbench.leaderboard.sources import Entry
 from mqarbench.leaderboard.svg import heatmap, share_bars
@@ -99,18 +99,18 @@ def test_attention_png_round_trips_and_blanks_the_future():
 def test_example_roles_follow_the_layout(task, catalog):
     ds = build_dataset(task, "tiny", catalog.data_dir)
     ex = pick_example(ds.load("test"))
-    marked = roles(ex, ds.spec.unit, ds.spec.vocab_size)
-    assert [t.token_id for t in marked] == ex["input_ids"]
-    labelled = [t for t in marked if t.answer is not None]
+    marked = mark(ex, ds.spec.task)
+    assert [t.id for t in marked] == ex["input_ids"]
+    labelled = [t for t in marked if t.label is not None]
     assert labelled and all(t.role in ("query", "answer-slot") for t in labelled)
-    assert [t.answer for t in labelled] == [x for x in ex["labels"] if x != tokens.IGNORE]
-    keys = {t.token_id for t in marked if t.role == "key"}
-    values = {t.token_id for t in marked if t.role == "value"}
+    assert [t.label for t in labelled] == [x for x in ex["labels"] if x != tokens.IGNORE]
+    keys = {t.id for t in marked if t.role == "key"}
+    values = {t.id for t in marked if t.role == "value"}
     assert len(keys) >= ex["num_kv_pairs"] and values
-    assert {t.answer for t in labelled} <= values  # every answer is a value shown in the context
-    lo, hi = tokens.key_range(ds.spec.vocab_size)
+    assert {t.label for t in labelled} <= values  # every answer is a value shown in the context
+    lo, hi = tokens.key_range(ds.spec.task.vocab_size)
     assert all(lo <= k < hi for k in keys) and not keys & values
-    assert all(t.role == "special" for t in marked if t.token_id in (tokens.SEP, tokens.SEP_KV) and t.answer is None)
+    assert all(t.role == "special" for t in marked if t.id in (tokens.SEP, tokens.SEP_KV) and t.label is None)
 
 
 def test_best_is_marked_only_where_it_singles_a_model_out():

@@ -35,15 +35,15 @@ def list_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-_STYLES = {"key": "bold cyan", "value": "green", "query": "bold yellow", "sep": "magenta", "mask": "magenta",
-           "filler": "dim"}
+_STYLES = {"key": "bold cyan", "value": "green", "query": "bold yellow", "answer-slot": "magenta",
+           "special": "magenta", "filler": "dim"}
 
 
 def show_cmd(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.text import Text
 
-    from mqarbench.data import load_task
+    from mqarbench.data import load_task, resolve
     from mqarbench.data.render import example, pick_cell, token_text
     from mqarbench.errors import UserError
 
@@ -51,13 +51,13 @@ def show_cmd(args: argparse.Namespace) -> int:
 
     spec = load_task(args.task)
     preset = default_preset(args.preset)
-    resolved = spec.at_preset(preset)
+    resolved = resolve(spec, preset)
     console = Console(highlight=False)
     console.print(f"[bold]{spec.name}[/] v{spec.version} ({spec.family}): {spec.description}")
-    fields = spec.model_dump(exclude={"name", "version", "description", "family", "grid", "preset", "counts"})
+    fields = spec.model_dump(exclude={"name", "version", "description", "family", "grid"})
     console.print("  " + ", ".join(f"{k}={v}" for k, v in fields.items()))
     console.print(f"  splits: {', '.join(spec.splits)}; paper grid: {len(spec.cells())} cells; "
-                  f"preset {preset}: {len(resolved.grid.cells)} cells {resolved.grid.cells}")
+                  f"preset {preset}: {len(resolved.cells)} cells {resolved.grid.cells}")
     console.print(f"  examples at {preset}: "
                   + ", ".join(f"{s} {sum(c)}" for s, c in resolved.counts.items()))
     cell = pick_cell(spec)

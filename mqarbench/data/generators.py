@@ -38,9 +38,11 @@ def cell_rng(spec: TaskSpec, split: str, seq_len: int, num_kv_pairs: int) -> np.
 
 
 def generate_cell(spec: TaskSpec, split: str, seq_len: int, num_kv_pairs: int, num_examples: int) -> CellData:
+    """``num_examples`` examples of one cell of ``spec`` (the authored spec: a preset only picks
+    cells and counts, so an example never depends on the preset that asked for it)."""
     rng = cell_rng(spec, split, seq_len, num_kv_pairs)
-    family = _FAMILIES[spec.family]
-    return family(spec, split, seq_len, num_kv_pairs, num_examples, rng)
+    generator = _GENERATORS[type(spec)]
+    return generator(spec, split, seq_len, num_kv_pairs, num_examples, rng)
 
 
 # ---------------------------------------------------------------- shared steps
@@ -174,4 +176,5 @@ def position_robustness(spec: PositionRobustnessSpec, split: str, seq_len: int, 
                     candidates=np.ascontiguousarray(candidates.reshape(rows, n * blocks)), num_blocks=blocks)
 
 
-_FAMILIES = {"positional": positional, "ngram": ngram, "position_robustness": position_robustness}
+# by spec class: the family names are spelled once, in the spec classes' ``family`` literals
+_GENERATORS = {PositionalSpec: positional, NgramSpec: ngram, PositionRobustnessSpec: position_robustness}

@@ -5,18 +5,14 @@ They live in ``tasks/presets.yaml`` so a calibration can change them without tou
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
+from mqarbench.data.spec import Cell
 from mqarbench.data.yaml_io import read_yaml, validate
 from mqarbench.errors import UserError
 from mqarbench.presets import PRESETS
 
-if TYPE_CHECKING:  # the spec module imports this one (TaskSpec.at_preset): no import back
-    from mqarbench.data.spec import Cell, TaskSpec
-
-__all__ = ["PRESETS", "Count", "Preset", "load_preset", "load_presets", "resolve"]
+__all__ = ["PRESETS", "Count", "Preset", "load_preset", "load_presets"]
 
 
 class Count(BaseModel):
@@ -74,25 +70,3 @@ def load_preset(name: str) -> Preset:
         raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return load_presets()[name]
 
-
-def resolve(spec: TaskSpec, preset_name: str) -> TaskSpec:
-    """``spec`` with explicit cells and per-cell example counts for ``preset_name``."""
-    if spec.preset is not None:
-        if spec.preset != preset_name:
-            raise UserError(f"task {spec.name} is already resolved at preset {spec.preset}")
-        return spec
-    preset = load_preset(preset_name)
-    cells = [c for c in spec.cells() if preset.keeps(c)]
-    if not cells:
-        raise UserError(f"task {spec.name}: preset {preset_name} keeps none of its grid cells "
-                        f"{spec.cells()}; widen the preset in tasks/presets.yaml")
-    counts = {}
-    for split in spec.splits:
-        count: Count = getattr(preset, split)
-        if count.total is not None and count.total < len(cells):
-            raise UserError(f"tasks/presets.yaml: {preset_name}.{split}.total {count.total} is "
-                            f"fewer than the {len(cells)} cells of task {spec.name}")
-        counts[split] = count.per_cells(len(cells))
-    grid = spec.grid.model_copy(update={"seq_lens": None, "kv_pairs": None, "cells": cells,
-                                        "drop_unfit": False})
-    return spec.model_copy(update={"grid": grid, "preset": preset_name, "counts": counts})

@@ -1,19 +1,18 @@
-"""Task specs: typed, validated, loaded from ``tasks/<name>.yaml``.
+"""Authored task specs: typed, validated, loaded from ``tasks/<name>.yaml``.
 
-A spec fully determines a dataset: family and its parameters, the (seq_len, kv pairs) grid,
-vocabulary, seeds and a ``version``. A preset (``presets.py``) later picks the grid cells and
-the example counts; the resolved spec is what gets hashed and stored with the data.
+A spec fully determines a task: family and its parameters, the (seq_len, kv pairs) grid,
+vocabulary, seeds and a ``version``. It knows nothing of presets: ``resolved.py`` picks the
+cells and example counts of a preset, and that resolved spec is what gets hashed and stored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from mqarbench.data import tokens
-from mqarbench.data.presets import resolve
 from mqarbench.data.yaml_io import read_yaml, validate
 from mqarbench.errors import UserError
 
@@ -62,7 +61,7 @@ class Layout:
 
 
 class TaskSpec(BaseModel):
-    """Fields common to every family. Use ``load_task`` to read one from YAML."""
+    """Fields common to every family, as a task file holds them. Use ``load_task`` to read one."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
@@ -75,9 +74,6 @@ class TaskSpec(BaseModel):
     test_only: bool = False
     seed: int = Field(ge=0)
     grid: Grid
-    # set by a preset (``TaskSpec.at_preset``), never written in a task file
-    preset: str | None = None
-    counts: dict[str, list[int]] | None = None
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -152,17 +148,6 @@ class TaskSpec(BaseModel):
                 raise ValueError(f"vocab_size: {self.vocab_size} is too small for cell {cell}: "
                                  f"{small}; raise vocab_size or drop the cell")
         return self
-
-    def at_preset(self, preset: str) -> "TaskSpec":
-        """This spec with the grid and example counts of ``preset`` filled in."""
-        return resolve(self, preset)
-
-    def to_json(self) -> str:
-        return self.model_dump_json()
-
-    def data_json(self) -> str:
-        """The fields that determine the data (the description does not): what hashes cover."""
-        return self.model_dump_json(exclude={"description"})
 
 
 class PlacedSpec(TaskSpec):
@@ -251,9 +236,17 @@ class PositionRobustnessSpec(TaskSpec):
         return self
 
 
-AnySpec = Annotated[Union[PositionalSpec, NgramSpec, PositionRobustnessSpec], Field(discriminator="family")]
-_SPEC_ADAPTER = TypeAdapter(AnySpec)
-FAMILIES = ("positional", "ngram", "position_robustness")
+SPEC_CLASSES = (PositionalSpec, NgramSpec, PositionRobustnessSpec)  # one per family
+AnySpec = Annotated[Union[SPEC_CLASSES], Field(discriminator="family")]
+SPEC_ADAPTER = TypeAdapter(AnySpec)
+
+
+def family_of(cls: type[TaskSpec]) -> str:
+    """The family name a spec class declares (its ``family`` literal): the one spelling of it."""
+    return get_args(cls.model_fields["family"].annotation)[0]
+
+
+FAMILIES: tuple[str, ...] = tuple(family_of(cls) for cls in SPEC_CLASSES)
 
 
 def list_tasks() -> list[str]:
@@ -276,15 +269,10 @@ def spec_from_file(path) -> TaskSpec:
     data = read_yaml(path)
     if "family" in data and data["family"] not in FAMILIES:
         raise UserError(f"{path}: field `family`: {data['family']!r} is not one of {', '.join(FAMILIES)}")
-    for field in ("preset", "counts"):
+    for field in ("preset", "counts"):  # what resolved.py adds at a preset
         if field in data:
             raise UserError(f"{path}: field `{field}` is set by the preset, not in a task file; remove it")
-    spec = validate(_SPEC_ADAPTER, data, path)
+    spec = validate(SPEC_ADAPTER, data, path, FAMILIES)
     if spec.name != path.stem:
         raise UserError(f"{path}: field `name`: {spec.name!r} must match the file name {path.stem!r}")
     return spec
-
-
-def spec_from_json(text: str) -> TaskSpec:
-    """A spec back from the JSON stored with a dataset."""
-    return _SPEC_ADAPTER.validate_json(text)

@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mqarbench.data.generators import GENERATOR_VERSION, generate_cell
-from mqarbench.data.spec import TaskSpec, load_task, spec_from_json
+from mqarbench.data.resolved import ResolvedSpec, resolve
+from mqarbench.data.spec import TaskSpec, load_task
 from mqarbench.data.tables import cell_table, digest, schema
 from mqarbench.errors import UserError
 from mqarbench.io import sha256_file, write_json_atomic
@@ -37,7 +38,7 @@ class Dataset:
     version: int
     content_hash: str
     path: Path
-    spec: TaskSpec
+    spec: ResolvedSpec
     preset: str
     splits: tuple[str, ...]
     file_sha256: dict[str, str] = field(default_factory=dict, compare=False)  # split -> manifest sha256
@@ -59,12 +60,12 @@ class Dataset:
         return pq.read_table(self.split_path(split))
 
     def cells(self) -> list[tuple[int, int]]:
-        return [tuple(c) for c in self.spec.grid.cells]
+        return self.spec.cells
 
     @classmethod
     def open(cls, path: Path) -> "Dataset":
         manifest = read_manifest(path)
-        spec = spec_from_json(manifest["spec"])
+        spec = ResolvedSpec.from_json(manifest["spec"])
         sha = {split: entry.get("sha256") for split, entry in manifest.get("files", {}).items()}
         return cls(spec.name, spec.version, manifest["content_hash"], Path(path), spec, spec.preset,
                    tuple(manifest["splits"]), sha)
@@ -89,25 +90,25 @@ def read_manifest(path: Path) -> dict:
         raise UserError(f"{Path(path) / MANIFEST}: unreadable ({err}); delete {path} and rebuild") from None
 
 
-def spec_key(spec: TaskSpec) -> str:
+def spec_key(spec: ResolvedSpec) -> str:
     """What a dataset is built from: equal keys mean equal bytes (the generator is pure)."""
     return hashlib.sha256(f"{GENERATOR_VERSION}\0{spec.data_json()}".encode()).hexdigest()
 
 
-def content_hash(spec: TaskSpec, split_digests: dict[str, str]) -> str:
+def content_hash(spec: ResolvedSpec, split_digests: dict[str, str]) -> str:
     h = hashlib.sha256(f"mqarbench-dataset\0{GENERATOR_VERSION}\0{spec.data_json()}".encode())
     for split in sorted(split_digests):
         h.update(f"\0{split}\0{split_digests[split]}".encode())
     return h.hexdigest()
 
 
-def split_tables(spec: TaskSpec, split: str) -> list[pa.Table]:
+def split_tables(spec: ResolvedSpec, split: str) -> list[pa.Table]:
     """One table per grid cell, in cell order."""
-    return [cell_table(generate_cell(spec, split, seq_len, pairs, count), spec.family, seq_len, pairs)
-            for (seq_len, pairs), count in zip(spec.grid.cells, spec.counts[split])]
+    return [cell_table(generate_cell(spec.task, split, seq_len, pairs, count), spec.family, seq_len, pairs)
+            for (seq_len, pairs), count in zip(spec.cells, spec.counts[split])]
 
 
-def _find_existing(spec: TaskSpec, data_dir: Path) -> Dataset | None:
+def _find_existing(spec: ResolvedSpec, data_dir: Path) -> Dataset | None:
     key = spec_key(spec)
     for manifest_path in sorted(data_dir.glob(f"{spec.name}-v{spec.version}-{spec.preset}-*/{MANIFEST}")):
         try:
@@ -126,13 +127,13 @@ def _find_existing(spec: TaskSpec, data_dir: Path) -> Dataset | None:
 
 def dataset_hash(task: str | TaskSpec, preset: str) -> str:
     """The content hash ``build_dataset`` records, computed in memory (nothing is written)."""
-    spec = (load_task(task) if isinstance(task, str) else task).at_preset(preset)
+    spec = resolve(load_task(task) if isinstance(task, str) else task, preset)
     return content_hash(spec, {split: digest(split_tables(spec, split)) for split in spec.splits})
 
 
 def build_dataset(task: str | TaskSpec, preset: str, data_dir: Path) -> Dataset:
     """Build the dataset of ``task`` at ``preset`` under ``data_dir``, or reuse an identical one."""
-    spec = (load_task(task) if isinstance(task, str) else task).at_preset(preset)
+    spec = resolve(load_task(task) if isinstance(task, str) else task, preset)
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     existing = _find_existing(spec, data_dir)
@@ -180,7 +181,7 @@ def verify_dataset(path: Path) -> list[str]:
     try:
         manifest = read_manifest(path)
         spec_json = manifest["spec"]
-        spec = spec_from_json(spec_json)
+        spec = ResolvedSpec.from_json(spec_json)
         files, recorded = manifest["files"], manifest["content_hash"]
     except (UserError, KeyError, ValueError) as err:
         return [f"{path}/{MANIFEST}: corrupt manifest ({err}); delete the directory and rebuild"]

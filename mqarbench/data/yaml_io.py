@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
@@ -25,20 +25,23 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def validate(adapter: TypeAdapter, data: dict[str, Any], path: Path) -> Any:
-    """Validate ``data`` against ``adapter``; a failure names the file and the field."""
+def validate(adapter: TypeAdapter, data: dict[str, Any], path: Path, tags: Collection[str] = ()) -> Any:
+    """Validate ``data`` against ``adapter``; a failure names the file and the field.
+
+    ``tags``: the values of the ``family`` discriminator where ``adapter`` is a union on it.
+    """
     try:
         return adapter.validate_python(data)
     except ValidationError as err:
-        raise UserError(describe_validation_error(err, path)) from None
+        raise UserError(describe_validation_error(err, path, tags)) from None
 
 
-def describe_validation_error(err: ValidationError, path: Path) -> str:
+def describe_validation_error(err: ValidationError, path: Path, tags: Collection[str] = ()) -> str:
     errors = err.errors()
     first = errors[0]
     # a discriminated union puts the tag (e.g. "ngram") first in the location: drop it
     loc = [str(part) for part in first["loc"]]
-    if loc and loc[0] in _FAMILY_TAGS:
+    if loc and loc[0] in tags:
         loc = loc[1:]
     field = ".".join(loc)
     if first["type"] == "extra_forbidden":
@@ -46,7 +49,7 @@ def describe_validation_error(err: ValidationError, path: Path) -> str:
     elif first["type"] == "missing":
         text = f"missing required field `{field}`"
     elif first["type"] == "union_tag_not_found":
-        text = f"missing required field `family` (one of {', '.join(sorted(_FAMILY_TAGS))})"
+        text = f"missing required field `family` (one of {', '.join(tags)})"
     else:
         msg = first["msg"].removeprefix("Value error, ")
         text = f"field `{field}`: {msg}" if field else msg
@@ -55,5 +58,3 @@ def describe_validation_error(err: ValidationError, path: Path) -> str:
     more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{path}: {text}{more}"
 
-
-_FAMILY_TAGS = {"positional", "ngram", "position_robustness"}

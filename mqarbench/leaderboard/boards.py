@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mqarbench.leaderboard.sources import Entry
+from mqarbench.presets import PRESETS
 from mqarbench.results.score import Score
 from mqarbench.results.select import select_best_lr
 
@@ -141,5 +142,5 @@ def build_boards(entries: list[Entry]) -> list[Board]:
             else:
                 board.tasks.update(tasks)
                 board.entries.append(board_entry)
-    order = {"paper": 0, "small": 1, "tiny": 2}
-    return sorted(boards, key=lambda b: (order.get(b.preset, 3), -len(b.entries), b.id))
+    order = {preset: i for i, preset in enumerate(reversed(PRESETS))}  # the largest preset first
+    return sorted(boards, key=lambda b: (order.get(b.preset, len(order)), -len(b.entries), b.id))

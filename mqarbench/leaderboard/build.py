@@ -12,10 +12,10 @@ import numpy as np
 import pyarrow.compute as pc
 
 from mqarbench import __version__
+from mqarbench.data.render import mark, pick_example
 from mqarbench.errors import UserError
 from mqarbench.leaderboard.boards import Board, BoardEntry, build_boards
 from mqarbench.leaderboard.catalog import TABLES, TaskCatalog
-from mqarbench.leaderboard.example import pick_example, roles
 from mqarbench.leaderboard.exports import write_table
 from mqarbench.leaderboard.png import attention_png
 from mqarbench.leaderboard.render import environment
@@ -196,8 +196,8 @@ def _write_task_pages(site: Path, env, catalog: TaskCatalog, boards: list[Board]
         spec = catalog.spec(task)
         dataset = catalog.dataset(task, EXAMPLE_PRESET)
         example = pick_example(dataset.load("test"))
-        shown = {"seq_len": example["seq_len"], "num_kv_pairs": example["num_kv_pairs"],
-                 "tokens": roles(example, dataset.spec.unit, dataset.spec.vocab_size)}
+        shown = {"preset": EXAMPLE_PRESET, "seq_len": example["seq_len"], "num_kv_pairs": example["num_kv_pairs"],
+                 "tokens": mark(example, dataset.spec.task)}
         html = env.get_template("task.html").render(
             root="../", task=spec, spec=json.dumps(spec, indent=2), grid=_grid(catalog, task),
             example=shown, scores=task_scores(boards, task), **common)

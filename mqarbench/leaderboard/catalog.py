@@ -70,14 +70,13 @@ class TaskCatalog:
 
     def grid(self, task: str) -> dict[str, dict[tuple[int, int], int]]:
         """Test examples per (seq_len, num_kv_pairs) cell at each preset."""
-        from mqarbench.data import load_task
-        from mqarbench.data.presets import PRESETS
+        from mqarbench.data import PRESETS, load_task, resolve
 
         spec = load_task(task)
         out = {}
         for preset in PRESETS:
-            resolved = spec.at_preset(preset)
-            out[preset] = dict(zip(map(tuple, resolved.grid.cells), resolved.counts["test"]))
+            resolved = resolve(spec, preset)
+            out[preset] = dict(zip(resolved.cells, resolved.counts["test"]))
         return out
 
     def ref(self, task: str, preset: str) -> ExpectedTask | None:
