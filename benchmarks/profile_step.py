@@ -63,7 +63,7 @@ def main() -> None:
         print(f"\n## {model_name}: bucket L={bucket.length}, {n} labels, "
               f"B={hp.batch_size}, V={spec.vocab_size} (5 steps)")
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.top, max_name_column_width=70))
-        del model, opt, data
+        data = None  # the next model's data replaces it
         torch.cuda.empty_cache()
 
 

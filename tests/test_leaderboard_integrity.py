@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import pyarrow.parquet as pq
 import pytest
 
 from mqarbench.cli import main

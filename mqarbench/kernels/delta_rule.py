@@ -15,8 +15,8 @@ from typing import Callable
 
 import torch
 
-from mqarbench.kernels import KernelChoice, use_reference
-from mqarbench.kernels.fla_ops import fla_op
+from mqarbench.kernels import KernelChoice
+from mqarbench.kernels.fla_ops import choose, fla_op
 from mqarbench.kernels.rwkv import _at_least_fp32
 
 DeltaFn = Callable[..., torch.Tensor]
@@ -63,11 +63,6 @@ def _delta_fla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Te
 def delta_impl(device: torch.device, gated: bool) -> tuple[DeltaFn, KernelChoice]:
     """fla's ``chunk_delta_rule`` / ``chunk_gated_delta_rule`` on CUDA when importable and not
     forced off; the step recurrence otherwise."""
-    module, name = (("fla.ops.gated_delta_rule", "chunk_gated_delta_rule") if gated
-                    else ("fla.ops.delta_rule", "chunk_delta_rule"))
-    if use_reference() or device.type != "cuda":
-        return delta_recurrent, KernelChoice("reference.delta_recurrent", False)
-    kernel, missing = fla_op(module, name)
-    if kernel is None:
-        return delta_recurrent, KernelChoice("reference.delta_recurrent", False, missing)
-    return _delta_fla, KernelChoice(f"{module}.{name}", True)
+    op = (("fla.ops.gated_delta_rule", "chunk_gated_delta_rule") if gated
+          else ("fla.ops.delta_rule", "chunk_delta_rule"))
+    return choose(device, op, _delta_fla, delta_recurrent)

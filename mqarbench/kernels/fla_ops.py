@@ -10,6 +10,10 @@ import functools
 import importlib
 from typing import Callable
 
+import torch
+
+from mqarbench.kernels import KernelChoice, use_reference
+
 
 @functools.lru_cache(maxsize=None)
 def fla_op(module: str, name: str) -> tuple[Callable | None, str]:
@@ -19,3 +23,17 @@ def fla_op(module: str, name: str) -> tuple[Callable | None, str]:
     except Exception as err:  # ImportError, or Triton failing to initialise
         return None, (f"flash-linear-attention not importable ({type(err).__name__}; "
                       "pip install flash-linear-attention)")
+
+
+def choose(device: torch.device, op: tuple[str, str], fast: Callable, reference: Callable,
+           ready: Callable[[], tuple[Callable | None, str]] | None = None) -> tuple[Callable, KernelChoice]:
+    """``fast`` (named after ``op`` = (module, name)) on CUDA when that op imports and the reference
+    is not forced; ``reference`` otherwise, with the reason where CUDA is there but the op is not.
+    ``ready`` replaces fla's import check (for ops of other libraries)."""
+    label = f"reference.{reference.__name__}"
+    if use_reference() or device.type != "cuda":
+        return reference, KernelChoice(label, False)
+    kernel, missing = (ready or (lambda: fla_op(*op)))()
+    if kernel is None:
+        return reference, KernelChoice(label, False, missing)
+    return fast, KernelChoice(".".join(op), True)

@@ -12,8 +12,8 @@ from typing import Callable
 
 import torch
 
-from mqarbench.kernels import KernelChoice, use_reference
-from mqarbench.kernels.fla_ops import fla_op
+from mqarbench.kernels import KernelChoice
+from mqarbench.kernels.fla_ops import choose, fla_op
 from mqarbench.kernels.rwkv import _at_least_fp32, wkv6_chunked
 
 GlaFn = Callable[..., torch.Tensor]
@@ -60,9 +60,4 @@ def _gla_fla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
 
 def gla_impl(device: torch.device) -> tuple[GlaFn, KernelChoice]:
     """fla's ``chunk_gla`` on CUDA when importable and not forced off; the chunked reference otherwise."""
-    if use_reference() or device.type != "cuda":
-        return gla_chunked, KernelChoice("reference.gla_chunked", False)
-    kernel, missing = fla_op("fla.ops.gla", "chunk_gla")
-    if kernel is None:
-        return gla_chunked, KernelChoice("reference.gla_chunked", False, missing)
-    return _gla_fla, KernelChoice("fla.ops.gla.chunk_gla", True)
+    return choose(device, ("fla.ops.gla", "chunk_gla"), _gla_fla, gla_chunked)

@@ -14,8 +14,8 @@ from typing import Callable
 
 import torch
 
-from mqarbench.kernels import KernelChoice, use_reference
-from mqarbench.kernels.fla_ops import fla_op
+from mqarbench.kernels import KernelChoice
+from mqarbench.kernels.fla_ops import choose, fla_op
 from mqarbench.kernels.rwkv import _at_least_fp32
 
 Rwkv7Fn = Callable[..., torch.Tensor]
@@ -57,9 +57,4 @@ def _rwkv7_fla(r: torch.Tensor, w: torch.Tensor, k: torch.Tensor, v: torch.Tenso
 
 def rwkv7_impl(device: torch.device) -> tuple[Rwkv7Fn, KernelChoice]:
     """fla's ``chunk_rwkv7`` on CUDA when importable and not forced off; the step recurrence otherwise."""
-    if use_reference() or device.type != "cuda":
-        return rwkv7_recurrent, KernelChoice("reference.rwkv7_recurrent", False)
-    kernel, missing = fla_op("fla.ops.rwkv7", "chunk_rwkv7")
-    if kernel is None:
-        return rwkv7_recurrent, KernelChoice("reference.rwkv7_recurrent", False, missing)
-    return _rwkv7_fla, KernelChoice("fla.ops.rwkv7.chunk_rwkv7", True)
+    return choose(device, ("fla.ops.rwkv7", "chunk_rwkv7"), _rwkv7_fla, rwkv7_recurrent)

@@ -15,7 +15,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from mqarbench.kernels import KernelChoice, use_reference
+from mqarbench.kernels import KernelChoice
+from mqarbench.kernels.fla_ops import choose
 from mqarbench.kernels.rwkv import _at_least_fp32
 
 CHUNK = 64  # the reference's chunk; mamba_ssm's kernel takes its own (Mamba2's default, 256)
@@ -117,9 +118,5 @@ def _ssd_mamba_ssm(x: torch.Tensor, dt_raw: torch.Tensor, a: torch.Tensor, b: to
 
 def ssd_impl(device: torch.device) -> tuple[SsdFn, KernelChoice]:
     """mamba_ssm's ``mamba_chunk_scan_combined`` on CUDA when importable; the chunked reference otherwise."""
-    if use_reference() or device.type != "cuda":
-        return ssd_chunked, KernelChoice("reference.ssd_chunked", False)
-    kernel, missing = _mamba_chunk_scan()
-    if kernel is None:
-        return ssd_chunked, KernelChoice("reference.ssd_chunked", False, missing)
-    return _ssd_mamba_ssm, KernelChoice("mamba_ssm.mamba_chunk_scan_combined", True)
+    return choose(device, ("mamba_ssm", "mamba_chunk_scan_combined"), _ssd_mamba_ssm, ssd_chunked,
+                  ready=_mamba_chunk_scan)

@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -23,6 +24,9 @@ from mqarbench.runner.plan import RunSpec, TaskRef
 from mqarbench.runner.rows import result_rows
 
 RUN_JSON = "run.json"
+
+if TYPE_CHECKING:  # torch is imported where a run executes: listing runs needs none of it
+    import torch
 
 
 def read_run_json(run_dir: Path) -> dict | None:
@@ -60,8 +64,8 @@ class OpenRun:
     """A run ready to train or to be evaluated: its model on the device and its record so far."""
 
     spec: RunSpec
-    model: "torch.nn.Module"
-    device: "torch.device"
+    model: torch.nn.Module
+    device: torch.device
     record: dict
     info: dict  # the run.json found on disk (empty if none)
     best: dict | None  # the best checkpoint, when training had already finished
