@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from baselines.global_mamba import (
     SILU_INV_ONE, GlobalMamba, GlobalMambaFirstLayer, GlobalMambaK64, GlobalMambaK256,
     GlobalMambaNoBias, GlobalMambaOpenGate, GlobalMambaOursInit, GlobalSelectionMixer)
-from baselines.mamba import Mamba, MambaMixer
+from baselines.mamba import MambaMixer
 from mqarbench.errors import UserError
 from mqarbench.kernels import force_reference, kernel_choices
 from mqarbench.kernels import global_selection as gs
