@@ -71,7 +71,8 @@ def test_sort_by_clicking_a_header(browser, tmp_path, catalog):
     other = write_runs(tmp_path / "other", catalog, "pythia", ("main",), offset=60, family="attention")
     for f in other.rglob("results.parquet"):  # the same rows as if run at another preset
         write_results(to_table([{**r, "preset": "small"} for r in read_results(f).to_pylist()]), f)
-    index = build_site([subs, tmp_path / "runs", other], tmp_path / "site", catalog=catalog)
+    # the relabelled rows do not match the small datasets: a preview build, as `run` makes for local results
+    index = build_site([subs, tmp_path / "runs", other], tmp_path / "site", catalog=catalog, allow_invalid=True)
     attention_site = tmp_path / "with-attention"
     write_submission(tmp_path / "att", "m", catalog, "Mamba", suites=("positional",), attention=True)
     build_site([tmp_path / "att"], attention_site, catalog=catalog)
