@@ -38,6 +38,19 @@ def test_submit_copies_runs_writes_metadata_validates_and_never_overwrites(tmp_p
     assert "already in submission 'mamba-tiny'" in capsys.readouterr().out
 
 
+def test_submit_leaves_out_the_local_site(tmp_path, catalog):
+    from mqarbench.leaderboard.build import build_site
+
+    out = write_runs(tmp_path / "out", catalog, "mamba", ("main",))
+    build_site([out], out / "site", catalog=catalog)  # as `mqarbench run` does: <out>/site
+    assert list((out / "site").rglob("results.parquet"))  # the site holds copies of the results
+    root = tmp_path / "submissions"
+    assert _submit(out, root, catalog) == 0
+    copied = [p.relative_to(root / "mamba-tiny").as_posix() for p in (root / "mamba-tiny").rglob("*") if p.is_file()]
+    assert not any("site" in p for p in copied), copied
+    assert len([p for p in copied if p.endswith("results.parquet")]) == 4
+
+
 def test_submit_reports_an_incomplete_claim_and_bad_flags(tmp_path, catalog, capsys):
     out = write_runs(tmp_path / "out", catalog, "mamba", ("positional",))
     root = tmp_path / "submissions"

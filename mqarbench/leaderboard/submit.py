@@ -23,9 +23,16 @@ RUN_FILES = ("results.parquet", "results.json", "run.json", "results.parquet.sha
 WEIGHT_FILES = (WEIGHTS_FILE, WEIGHTS_FILE + ".sha256")
 
 
+def _in_site(path: Path, root: Path) -> bool:
+    """Whether ``path`` lies in a built leaderboard site under ``root`` (`run` writes one to
+    ``<out>/site``, with copies of every run's results): those are not runs to submit."""
+    return any((folder / "index.html").is_file() for folder in path.parents
+               if folder != root and root in folder.parents)
+
+
 def _result_files(results: Path) -> list[Path]:
     """Per-run result files; an aggregate file is used only where no run directory exists."""
-    files = sorted(results.rglob(RESULTS_FILE))
+    files = sorted(f for f in results.rglob(RESULTS_FILE) if not _in_site(f, results))
     if not files:
         raise UserError(f"--results {results}: no {RESULTS_FILE} found; pass the --out directory "
                         "of `mqarbench run`")
