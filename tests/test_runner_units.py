@@ -125,5 +125,7 @@ def test_run_picks_runs_per_gpu_unless_given(monkeypatch, capsys):
     assert main([*base, "--workers-per-gpu", "3"]) == 0 and seen == [1, 8, 3]
     assert main([*base, "--workers-per-gpu", "0"]) == 2
     assert main([*base, "--pack", "0"]) == 2
+    assert main([*base, "--pack", "4", "--executor", "ray"]) == 2
+    assert "--pack works with --executor local" in capsys.readouterr().err
     monkeypatch.setattr(mqarbench.runner.envinfo, "gpu_memory_gib", lambda: None)
     assert main([*base, "--pack", "1"]) == 0 and seen == [1, 8, 3, 1]

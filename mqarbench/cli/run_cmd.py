@@ -94,6 +94,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError("--seeds and --workers-per-gpu must be at least 1")
     if args.pack is not None and args.pack < 1:
         raise UserError(f"--pack must be at least 1, got {args.pack}")
+    if args.pack not in (None, 1) and args.executor == "ray":
+        raise UserError("--pack works with --executor local; a Ray task trains one run (drop --pack)")
     load_suite(args.suite)  # an unknown suite fails before anything is built
     models = resolve_models(args.model)
     preset = default_preset(args.preset)
