@@ -99,6 +99,8 @@ def test_killed_pack_resumes_every_member_and_skips_finished_ones(mini_env, mini
     env = cli_env(mini_tasks)
     clean = _run(tmp_path / "clean", env)
     assert clean.returncode == 0, clean.stderr
+    # output to a pipe: every member's epochs are reported as plain lines while the pack trains
+    assert sum("epoch 4/4 done" in line for line in clean.stderr.splitlines()) == 3, clean.stderr
 
     # one run of the matrix already finished before the pack starts: it must not train again
     first = _run(tmp_path / "killed", env, "--pack", "1", "--only",

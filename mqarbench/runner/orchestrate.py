@@ -101,7 +101,7 @@ def _execute(todo: list[RunSpec], executor: str, ray_address: str | None, worker
         warm_kernels(todo, device, report=console.print)
     with progress_bar(console) as bar:
         matrix = bar.add_task("runs", total=len(todo))
-        epochs = bar.add_task("  epochs", total=1, visible=executor == "local" and workers_per_gpu <= 1)
+        epochs = bar.add_task("  epochs", total=1, visible=executor == "local" and workers_per_gpu <= 1 and pack == 1)
 
         def on_step(spec: RunSpec, epoch: int, step: int, steps: int) -> None:
             bar.update(epochs, completed=epoch * steps + step, total=spec.hparams.epochs * steps,
@@ -114,9 +114,11 @@ def _execute(todo: list[RunSpec], executor: str, ray_address: str | None, worker
                           f"seed {spec.seed}: valid {record.get('valid_query_accuracy', 0):.1f} "
                           f"in {record.get('wall_time_s', 0):.1f}s", soft_wrap=True)
 
-        if not console.is_terminal:  # a log file: the bar prints nothing until it ends
+        lines = None  # a log file: the bar prints nothing until it ends, so plain lines
+        if not console.is_terminal:
             from mqarbench.runner.progress import with_lines
 
+            lines = with_lines(None, lambda text: console.print(text, soft_wrap=True))
             on_step = with_lines(on_step, lambda text: console.print(text, soft_wrap=True))
         t0 = time.perf_counter()
         if executor == "ray":
@@ -124,7 +126,7 @@ def _execute(todo: list[RunSpec], executor: str, ray_address: str | None, worker
         elif pack != 1:
             from mqarbench.runner.pack import train_pack
 
-            alone = train_pack(todo, done, pack or None, report=console.print)
+            alone = train_pack(todo, done, pack or None, report=console.print, on_step=lines)
             run_local(alone, done, on_step=on_step, workers=workers_per_gpu)
         else:
             run_local(todo, done, on_step=on_step, workers=workers_per_gpu)

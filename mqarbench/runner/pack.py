@@ -26,6 +26,8 @@ from mqarbench.runner.train import Member, TrainData
 
 # (spec, record) when a run finishes
 Done = Callable[[RunSpec, dict], None]
+# (spec, epoch, step, steps per epoch) after every optimizer step of any member
+Step = Callable[[RunSpec, int, int, int], None]
 MAX_PACK = 64  # runs at once when --pack is not given (memory usually binds first)
 RESERVE_FRACTION = 0.08  # GPU memory kept free for evaluation and the allocator's slack
 
@@ -38,21 +40,24 @@ class Slot:
     peers: int = 1  # the most runs trained at once while this one trained
 
 
-def _admit_member(run: OpenRun, data: TrainData, graphs: bool, streams: list) -> Member:
+def _admit_member(run: OpenRun, data: TrainData, graphs: bool, streams: list,
+                  on_step: Step | None) -> Member:
+    spec = run.spec
+    step = (lambda e, s, n: on_step(spec, e, s, n)) if on_step else None
     if not graphs:
-        return Member(run.spec, run.model, data, run.device)
+        return Member(spec, run.model, data, run.device, step)
     from mqarbench.runner.graphs import GraphedMember
 
     stream = streams.pop() if streams else torch.cuda.Stream(run.device)
     try:
-        return GraphedMember(run.spec, run.model, data, run.device, stream)
+        return GraphedMember(spec, run.model, data, run.device, stream, step)
     except BaseException:
         streams.append(stream)
         raise
 
 
 def train_pack(specs: list[RunSpec], done: Done, max_pack: int | None = None,
-               report: Callable[[str], None] = print) -> list[RunSpec]:
+               report: Callable[[str], None] = print, on_step: Step | None = None) -> list[RunSpec]:
     """Train and evaluate ``specs`` as a rolling pack of at most ``max_pack`` runs (default: as many
     as fit in GPU memory); returns the runs left to train one at a time: those whose model cannot
     be captured in a CUDA graph, and those another process holds (``job.execute`` waits for them)."""
@@ -95,7 +100,7 @@ def train_pack(specs: list[RunSpec], done: Done, max_pack: int | None = None,
             data_cache[spec.train.path] = data
             before = torch.cuda.memory_reserved(device) if graphs else 0
             try:
-                member = _admit_member(run, data, graphs, streams)
+                member = _admit_member(run, data, graphs, streams, on_step)
             except Exception as err:  # noqa: BLE001 - a model whose step cannot be captured
                 why = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
                 unpackable[spec.model] = why
