@@ -80,16 +80,13 @@ def label_table(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def static_buckets(data: TrainData, device: torch.device) -> list[StaticBucket]:
     """The split's buckets in graph form, built once per split and shared by its members."""
-    cached = getattr(data, "_static", None)
-    if cached is None:
-        cached = []
+    if not data.static:
         for ids, labels in data.host_buckets:
             positions, targets = label_table(labels)
             pad = lambda a, v: np.concatenate([a, np.full((1, a.shape[1]), v, dtype=a.dtype)])  # noqa: E731
-            cached.append(StaticBucket(torch.from_numpy(pad(ids, 0)).to(device),
-                                       pad(positions, 0), pad(targets, -100)))
-        data._static = cached
-    return cached
+            data.static.append(StaticBucket(torch.from_numpy(pad(ids, 0)).to(device),
+                                            pad(positions, 0), pad(targets, -100)))
+    return data.static
 
 
 def static_loss(model: torch.nn.Module, input_ids: torch.Tensor, rows: torch.Tensor,

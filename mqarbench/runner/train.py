@@ -75,6 +75,7 @@ class TrainData:
     host_buckets: list[tuple[np.ndarray, np.ndarray]]
     valid_cells: list[Cell]
     load_s: float
+    static: list = field(default_factory=list)  # graph form of the buckets (runner/graphs.py), built once
 
     @property
     def sizes(self) -> list[int]:
