@@ -3,14 +3,20 @@
 # the pack throughput benchmark, model step benchmarks, and the packed vs 8-worker run matrices.
 #   setsid nohup bash benchmarks/gpu_session.sh > /tmp/session/driver.log 2>&1 &
 #   later: bash benchmarks/gpu_session.sh poll     (copies the logs so far into $OUT)
-# Phases run in order; PHASES="tests pack models matrix workers" picks some. Logs in /tmp/session.
+# Phases run in order; PHASES="tests pack models matrix workers calibrate" picks some (calibrate:
+# the candidates of STAGE, default benchmarks/calibration/stage1.txt). Logs in /tmp/session.
 set -u
 LOG=/tmp/session; mkdir -p "$LOG"
 if [ "${1:-}" = poll ]; then
   cat "$LOG/progress.txt" 2>/dev/null; for f in $(ls -t "$LOG"/*.log "$LOG"/*.md 2>/dev/null | head -2); do echo "== $f"; tail -n 6 "$f"; done
-  tar czf "$OUT/session.tgz" -C "$LOG" . 2>/dev/null; exit 0
+  for f in mqar_runs/cal/*.log; do [ -f "$f" ] && echo "== $f" && tail -n 2 "$f"; done
+  tar czf "$OUT/session.tgz" --exclude=triton_cache.tgz -C "$LOG" . 2>/dev/null
+  [ -f "$LOG/triton_cache.tgz" ] && cp "$LOG/triton_cache.tgz" "$OUT/"
+  [ -d mqar_runs/cal ] && tar czf "$OUT/cal_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' \
+    --exclude='*.sha256' mqar_runs/cal 2>/dev/null
+  exit 0
 fi
-export PYTHONUNBUFFERED=1 MQARBENCH_DATA_DIR="$PWD/mqar_data" TRITON_CACHE_DIR="$PWD/.triton" FLA_CACHE_RESULTS=1
+export PYTHONUNBUFFERED=1 MQARBENCH_DATA_DIR="$PWD/mqar_data" TRITON_CACHE_DIR="$PWD/.triton" TRITON_CACHE_AUTOTUNING=1 FLA_CACHE_RESULTS=1
 python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 python3 -m pip install -q --no-deps --no-build-isolation -e . > /dev/null 2>&1
 [ -f .triton_cache.tgz ] && tar xzf .triton_cache.tgz
@@ -27,7 +33,7 @@ for phase in $PHASES; do
     pack) timeout 300 python3 benchmarks/bench_pack.py --models mamba,pythia --packs 1,8,16 > "$LOG/bench_pack.md" 2>&1
           rc=$?; cp "$LOG/bench_pack.md" "$LOG/current.log";;
     models) { timeout 300 python3 benchmarks/bench_models.py --preset small --family mamba --family mamba2 --family fla
-              timeout 200 python3 benchmarks/bench_models.py --preset paper --family mamba; } > "$LOG/bench_models.md" 2>&1
+              timeout 400 python3 benchmarks/bench_models.py --preset paper --family mamba --family mamba2 --family fla; } > "$LOG/bench_models.md" 2>&1
             rc=$?; cp "$LOG/bench_models.md" "$LOG/current.log";;
     matrix) timeout 1500 mqarbench run --model mamba --suite main --seeds 3 --preset small --out mqar_runs/packed \
               --no-site > "$LOG/matrix.log" 2>&1; rc=$?
@@ -37,6 +43,10 @@ for phase in $PHASES; do
               --out mqar_runs/workers --no-site > "$LOG/workers.log" 2>&1; rc=$?
              python3 benchmarks/bench_runner.py mqar_runs/workers > "$LOG/workers_summary.md" 2>&1
              tar czf "$LOG/worker_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' mqar_runs/workers;;
+    calibrate) timeout "${CAL_LIMIT:-1000}" bash benchmarks/calibration/run_candidates.sh "${STAGE:-benchmarks/calibration/stage1.txt}" \
+                 mqar_runs/cal > "$LOG/calibration.md" 2>&1; rc=$?
+               tar czf "$LOG/cal_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' \
+                 --exclude='*.sha256' mqar_runs/cal;;
   esac
   done_ "$phase" "$rc"
 done
