@@ -2,7 +2,8 @@
 
 ``fixtures/dataset_hashes.json`` was recorded from the specs and generators of this checkout; the
 content hash is what every published result and run id records, so a change here orphans them
-and must be deliberate (bump the task's ``version`` or ``GENERATOR_VERSION`` and re-record).
+and must be deliberate (bump the task's ``version``, the preset's ``version`` in tasks/presets.yaml or
+``GENERATOR_VERSION``, and re-record).
 """
 
 from __future__ import annotations
@@ -45,3 +46,18 @@ def test_paper_content_hash_unchanged(key: str) -> None:
     """The paper's full data (a few seconds per task)."""
     task, preset = key.split("/")
     assert dataset_hash(task, preset) == RECORDED[key]["content_hash"]
+
+
+def test_preset_version_separates_results_without_changing_the_data() -> None:
+    """small v2 changed training, not data: same tables, yet a new hash (so new run ids and a
+    new board), and a version-1 spec keeps the JSON it always had (no ``preset_version`` key)."""
+    from mqarbench.data.store import content_hash, digest, split_tables
+
+    current = resolve(load_task("k4v8-shuffle"), "small")
+    assert current.preset_version == 2
+    first = current.model_copy(update={"preset_version": 1})
+    assert "preset_version" not in first.to_json() and '"preset_version":2' in current.to_json()
+    digests = {split: digest(split_tables(current, split)) for split in current.splits}
+    assert digests == {split: digest(split_tables(first, split)) for split in first.splits}
+    assert content_hash(current, digests) != content_hash(first, digests)
+    assert type(current).from_json(current.to_json()) == current

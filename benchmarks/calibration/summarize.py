@@ -17,6 +17,8 @@ from pathlib import Path
 def curve(history: list[dict], points: int = 5) -> str:
     """Validation accuracy at ``points`` evenly spaced epochs, ending at the last."""
     n = len(history)
+    if not n:
+        return ""
     picks = sorted({round(i * (n - 1) / max(points - 1, 1)) for i in range(points)})
     return " ".join(f"{history[i]['valid_query_accuracy']:.0f}@{history[i]['epoch'] + 1}" for i in picks)
 
@@ -25,6 +27,8 @@ def rows(root: Path) -> list[dict]:
     out = []
     for path in sorted(root.glob("*/runs/*/run.json")):
         run = json.loads(path.read_text())
+        if not run.get("trained"):  # still training (or stopped): its run.json has no result yet
+            continue
         hp = run["hparams"]
         out.append(dict(candidate=path.parents[2].name, model=run["model"], params=run["params"],
                         task=run["train_task"], batch=hp["batch_size"], lr=hp["lr"], epochs=hp["epochs"],

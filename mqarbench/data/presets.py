@@ -38,6 +38,9 @@ class Count(BaseModel):
 class Preset(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     description: str
+    # Bumped when a recalibration changes what the preset means (data, training or model sizes):
+    # it enters every dataset hash, so results of two versions never share a run id or a board.
+    version: int = Field(1, ge=1)
     max_seq_len: int | None = Field(None, ge=4)
     min_kv_pairs: int = Field(1, ge=1)
     max_kv_pairs: int | None = Field(None, ge=1)

@@ -1,8 +1,9 @@
 """A task at a preset: the authored spec cut to the preset's cells, with example counts per split.
 
 This is what generators, datasets and hashes use. Its JSON (``to_json``) is the authored spec's
-with the grid made explicit and ``preset`` and ``counts`` right after ``grid``: the form every
-stored manifest holds and every content hash covers, so it must not change byte for byte.
+with the grid made explicit and ``preset`` (``preset_version`` from version 2 on) and ``counts``
+right after ``grid``: the form every stored manifest holds and every content hash covers, so it
+must not change byte for byte.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class ResolvedSpec(BaseModel):
     task: AnySpec
     preset: str
     counts: dict[str, list[int]]
+    preset_version: int = 1
 
     @model_validator(mode="after")
     def _counts_fit(self) -> "ResolvedSpec":
@@ -65,7 +67,10 @@ class ResolvedSpec(BaseModel):
         for key, value in self.task.model_dump(mode="json", exclude=exclude).items():
             fields[key] = value
             if key == "grid":  # where the single TaskSpec of earlier versions held them
-                fields.update(preset=self.preset, counts=self.counts)
+                fields["preset"] = self.preset
+                if self.preset_version != 1:  # absent at version 1: earlier hashes stay as they were
+                    fields["preset_version"] = self.preset_version
+                fields["counts"] = self.counts
         return pydantic_core.to_json(fields).decode()
 
     def to_json(self) -> str:
@@ -81,7 +86,8 @@ class ResolvedSpec(BaseModel):
         """A resolved spec back from the JSON stored with a dataset."""
         fields = json.loads(text)
         preset, counts = fields.pop("preset", None), fields.pop("counts", None)
-        return cls.model_validate({"task": fields, "preset": preset, "counts": counts})
+        version = fields.pop("preset_version", 1)
+        return cls.model_validate({"task": fields, "preset": preset, "counts": counts, "preset_version": version})
 
 
 def resolve(spec: TaskSpec, preset_name: str) -> ResolvedSpec:
@@ -100,4 +106,5 @@ def resolve(spec: TaskSpec, preset_name: str) -> ResolvedSpec:
         counts[split] = count.per_cells(len(cells))
     grid = spec.grid.model_copy(update={"seq_lens": None, "kv_pairs": None, "cells": cells,
                                         "drop_unfit": False})
-    return ResolvedSpec(task=spec.model_copy(update={"grid": grid}), preset=preset_name, counts=counts)
+    return ResolvedSpec(task=spec.model_copy(update={"grid": grid}), preset=preset_name, counts=counts,
+                        preset_version=preset.version)
