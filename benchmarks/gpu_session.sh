@@ -3,8 +3,9 @@
 # the pack throughput benchmark, model step benchmarks, and the packed vs 8-worker run matrices.
 #   setsid nohup bash benchmarks/gpu_session.sh > /tmp/session/driver.log 2>&1 &
 #   later: bash benchmarks/gpu_session.sh poll     (copies the logs so far into $OUT)
-# Phases run in order; PHASES="tests pack models matrix workers calibrate" picks some (calibrate:
-# the candidates of STAGE, default benchmarks/calibration/stage1.txt). Logs in /tmp/session.
+# Phases run in order; PHASES="tests pack models matrix workers calibrate board" picks some
+# (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
+# SUITE x SEEDS at small, default pythia,mamba x main x 3). Logs in /tmp/session.
 set -u
 LOG=/tmp/session; mkdir -p "$LOG"
 if [ "${1:-}" = poll ]; then
@@ -43,6 +44,10 @@ for phase in $PHASES; do
               --out mqar_runs/workers --no-site > "$LOG/workers.log" 2>&1; rc=$?
              python3 benchmarks/bench_runner.py mqar_runs/workers > "$LOG/workers_summary.md" 2>&1
              tar czf "$LOG/worker_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' mqar_runs/workers;;
+    board) timeout "${BOARD_LIMIT:-1200}" mqarbench run --model "${MODELS:-pythia,mamba}" --suite "${SUITE:-main}" \
+             --seeds "${SEEDS:-3}" --preset small --out mqar_runs/board --no-site > "$LOG/board.log" 2>&1; rc=$?
+           python3 benchmarks/bench_runner.py mqar_runs/board > "$LOG/board_summary.md" 2>&1
+           tar czf "$LOG/board_runs.tgz" --exclude='*.pt' --exclude='*.safetensors' mqar_runs/board;;
     calibrate) timeout "${CAL_LIMIT:-1000}" bash benchmarks/calibration/run_candidates.sh "${STAGE:-benchmarks/calibration/stage1.txt}" \
                  mqar_runs/cal > "$LOG/calibration.md" 2>&1; rc=$?
                tar czf "$LOG/cal_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' \
