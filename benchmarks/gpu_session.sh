@@ -47,7 +47,7 @@ for phase in $PHASES; do
     board) timeout "${BOARD_LIMIT:-1200}" mqarbench run --model "${MODELS:-pythia,mamba}" --suite "${SUITE:-main}" \
              --seeds "${SEEDS:-3}" --preset small --out mqar_runs/board --no-site > "$LOG/board.log" 2>&1; rc=$?
            python3 benchmarks/bench_runner.py mqar_runs/board > "$LOG/board_summary.md" 2>&1
-           tar czf "$LOG/board_runs.tgz" --exclude='*.pt' --exclude='*.safetensors' mqar_runs/board;;
+           tar czf "$LOG/board_runs.tgz" --exclude='*.pt' --exclude='*.safetensors' --exclude='*.npz' mqar_runs/board;;
     calibrate) timeout "${CAL_LIMIT:-1000}" bash benchmarks/calibration/run_candidates.sh "${STAGE:-benchmarks/calibration/stage1.txt}" \
                  mqar_runs/cal > "$LOG/calibration.md" 2>&1; rc=$?
                tar czf "$LOG/cal_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' \
