@@ -23,10 +23,10 @@ STEPS = 32  # 64 examples, batch 2: 32 steps in the one epoch (small batches kee
 SETTINGS = [(3e-3, 0), (1e-2, 1), (3e-3, 2)]  # (lr, seed) of the three members
 
 
-def specs_for(model: str, out, data) -> list:
+def specs_for(model: str, out, data, epochs: int = EPOCHS, batch: int = BATCH) -> list:
     ds = build_dataset("standard", "tiny", data)
     return [plan_run(load_adapter(model), model, ds, [], "tiny",
-                     HParams(lr=lr, epochs=EPOCHS, batch_size=BATCH, eval_batch_size=32), seed, out)
+                     HParams(lr=lr, epochs=epochs, batch_size=batch, eval_batch_size=32), seed, out)
             for lr, seed in SETTINGS]
 
 
@@ -127,25 +127,35 @@ def test_killed_pack_resumes_every_member_and_skips_finished_ones(mini_env, mini
         assert info["trained"] and len(info["history"]) == 4
 
 
+GPU_EPOCHS, GPU_BATCH = 3, 8  # 24 steps of 8 examples: per-step losses steady enough to compare
+
+
+def window_means(losses: list[float], width: int = 8) -> list[float]:
+    return [sum(losses[i:i + width]) / width for i in range(0, len(losses), width)]
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("model", BUILTINS)
 def test_graphed_pack_matches_eager_runs_on_gpu(model, mini_env, step_losses):
     """On CUDA the pack replays captured steps on several streams; each member must train as its
-    eager twin does (bf16 autocast and the Mamba family's atomic-add backward allow small drift)."""
-    alone = specs_for(model, mini_env / "alone", mini_env / "data")
+    eager twin does. bf16 autocast and the Mamba family's atomic-add backward let the two drift
+    apart step by step, so the first loss (same weights, same batch) is compared tightly and the
+    rest as means over 8 steps."""
+    alone = specs_for(model, mini_env / "alone", mini_env / "data", GPU_EPOCHS, GPU_BATCH)
     for spec in alone:
         execute(spec)
-    packed = specs_for(model, mini_env / "packed", mini_env / "data")
+    packed = specs_for(model, mini_env / "packed", mini_env / "data", GPU_EPOCHS, GPU_BATCH)
     records = {}
     assert train_pack(packed, lambda spec, rec: records.setdefault(spec.run_id, rec), max_pack=3) == []
     assert {r["pack_size"] for r in records.values()} == {3}
+    steps = GPU_EPOCHS * 64 // GPU_BATCH
     for a in alone:
         losses = step_losses[a.run_id]
-        assert len(losses) == 2 * STEPS
-        eager, graphed = losses[:STEPS], losses[STEPS:]
-        assert graphed[0] == pytest.approx(eager[0], rel=2e-3)  # same weights, same batch
-        assert graphed == pytest.approx(eager, rel=3e-2)
-        assert graphed[-1] < graphed[0]  # it trains
+        assert len(losses) == 2 * steps
+        eager, graphed = losses[:steps], losses[steps:]
+        assert graphed[0] == pytest.approx(eager[0], rel=2e-3)
+        assert window_means(graphed) == pytest.approx(window_means(eager), rel=3e-2)
+        assert window_means(graphed)[-1] < window_means(graphed)[0]  # it trains
 
 
 def test_pack_leaves_a_run_another_process_holds(mini_env):
