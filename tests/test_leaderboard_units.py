@@ -123,3 +123,33 @@ def test_best_is_marked_only_where_it_singles_a_model_out():
         for name, by_task in scores.items()])
     best = {row.entry.entry.name: row.best for row in leader_rows(board, columns)}
     assert best == {"a": [True, False, False], "b": [False, False, False]}
+
+
+def test_an_earlier_preset_version_is_a_board_of_its_own_listed_after_the_current(catalog):
+    current = run_rows(catalog, "new", "shuffle", ["shuffle"])
+    digest = current[0]["train_task_hash"]
+    older = [{**r, "train_task_hash": "0" * 64, "test_task_hash": "0" * 64}
+             for r in run_rows(catalog, "old", "shuffle", ["shuffle"])]
+    version_of = {digest: 2, "0" * 64: 1}
+    boards = build_boards([_entry(older, "old"), _entry(older, "old2"), _entry(current, "new")],
+                          lambda task, preset, h: version_of.get(h))
+    assert [b.preset_version for b in boards] == [2, 1]  # the current version first, though smaller
+    assert [sorted(e.entry.key for e in b.entries) for b in boards] == [["new"], ["old", "old2"]]
+    assert "tiny v2" in boards[0].label and "tiny v1" in boards[1].label
+
+
+def test_validation_accepts_results_of_an_earlier_version_of_the_preset(tmp_path):
+    """small v2 changed training only: v1 results keep their board; a foreign hash is refused."""
+    from mqarbench.leaderboard.catalog import TaskCatalog
+    from mqarbench.leaderboard.validate import task_problems
+
+    real = TaskCatalog(tmp_path)
+    ref = real.ref("k4v8-shuffle", "small")
+    assert sorted(ref.preset_versions.values()) == [1, 2] and ref.preset_versions[ref.content_hash] == 2
+    [v1] = [h for h, v in ref.preset_versions.items() if v == 1]
+    row = {"train_task": "k4v8-shuffle", "test_task": "k4v8-shuffle", "train_task_version": ref.version,
+           "test_task_version": ref.version}
+    assert task_problems(tmp_path, [{**row, "train_task_hash": v1, "test_task_hash": v1}], "small", real) == []
+    assert real.preset_version("k4v8-shuffle", "small", v1) == 1
+    bad = task_problems(tmp_path, [{**row, "train_task_hash": "f" * 64, "test_task_hash": v1}], "small", real)
+    assert len(bad) == 1 and "train_task_hash" in bad[0] and "earlier version of the preset" in bad[0]

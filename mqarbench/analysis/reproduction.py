@@ -216,12 +216,17 @@ class Measured:
 
 
 def load_measured(submissions: Path, preset: str) -> Measured:
-    """The largest board at ``preset`` among the submissions under ``submissions``."""
-    boards = [b for b in build_boards(load_entries([submissions])) if b.preset == preset]
+    """The board of the newest version of ``preset`` among the submissions under ``submissions``
+    (the largest where versions cannot be told apart)."""
+    from mqarbench.leaderboard.catalog import TaskCatalog
+    from mqarbench.paths import default_data_dir
+
+    catalog = TaskCatalog(default_data_dir())
+    boards = [b for b in build_boards(load_entries([submissions]), catalog.preset_version) if b.preset == preset]
     if not boards:
         raise UserError(f"{submissions}: no results at preset {preset!r}; run and submit "
                         f"some (mqarbench run --preset {preset}) or pick another --preset")
-    board = boards[0]  # sorted by number of entries, largest first
+    board = boards[0]  # sorted newest preset version first, then by number of entries
     scores: Scores = {}
     sources: dict[str, str] = {}
     shares: dict[str, dict[str, list[float]]] = {}

@@ -125,6 +125,16 @@ def _find_existing(spec: ResolvedSpec, data_dir: Path) -> Dataset | None:
     return None
 
 
+def preset_version_hashes(ds: Dataset) -> dict[str, int]:
+    """hash -> preset version: the content hash this dataset's data carry under each version of its
+    preset up to the current one. A version that changed only training or model sizes keeps the
+    data, so results of an earlier version stay recognisable (and on a board of their own)."""
+    manifest = json.loads((ds.path / MANIFEST).read_text())
+    digests = {split: entry["digest"] for split, entry in manifest["files"].items()}
+    return {content_hash(ds.spec.model_copy(update={"preset_version": v}), digests): v
+            for v in range(1, ds.spec.preset_version + 1)}
+
+
 def dataset_hash(task: str | TaskSpec, preset: str) -> str:
     """The content hash ``build_dataset`` records, computed in memory (nothing is written)."""
     spec = resolve(load_task(task) if isinstance(task, str) else task, preset)

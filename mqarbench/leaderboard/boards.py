@@ -12,6 +12,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -86,11 +87,16 @@ def block_share_list(text: str) -> list[float]:
     return [100.0 * v for v in shares] if sum(shares) <= 1.0 + 1e-6 else shares
 
 
+# (task, preset, content hash) -> the preset version whose data have that hash, or None
+PresetVersionOf = Callable[[str, str, str], "int | None"]
+
+
 @dataclass
 class Board:
     preset: str
     tasks: TaskVersions
     entries: list[BoardEntry]
+    preset_version: int | None = None  # the preset's version whose data the tasks' hashes match
 
     @property
     def id(self) -> str:
@@ -100,7 +106,8 @@ class Board:
     @property
     def label(self) -> str:
         versions = sorted({v for v, _ in self.tasks.values()})
-        return f"preset {self.preset} · task version{'s' if len(versions) > 1 else ''} " + \
+        preset = self.preset if self.preset_version is None else f"{self.preset} v{self.preset_version}"
+        return f"preset {preset} · task version{'s' if len(versions) > 1 else ''} " + \
             ", ".join(f"v{v}" for v in versions) + f" · {self.id.split('-')[-1]}"
 
 
@@ -125,8 +132,11 @@ def _compatible(a: TaskVersions, b: TaskVersions) -> bool:
     return all(b[t] == v for t, v in a.items() if t in b)
 
 
-def build_boards(entries: list[Entry]) -> list[Board]:
-    """Split every entry by preset and task versions and group compatible ones into boards."""
+def build_boards(entries: list[Entry], preset_version: PresetVersionOf | None = None) -> list[Board]:
+    """Split every entry by preset and task versions and group compatible ones into boards.
+
+    ``preset_version(task, preset, hash)`` names the preset version a task hash belongs to (the
+    site passes its catalog's); boards of the newest version of a preset come first."""
     boards: list[Board] = []
     for entry in entries:
         table = select_best_lr(entry.table)
@@ -142,5 +152,10 @@ def build_boards(entries: list[Entry]) -> list[Board]:
             else:
                 board.tasks.update(tasks)
                 board.entries.append(board_entry)
+    for board in boards:
+        if preset_version is not None:
+            found = {preset_version(task, board.preset, digest) for task, (_, digest) in board.tasks.items()}
+            board.preset_version = found.pop() if len(found) == 1 else None
     order = {preset: i for i, preset in enumerate(reversed(PRESETS))}  # the largest preset first
-    return sorted(boards, key=lambda b: (order.get(b.preset, len(order)), -len(b.entries), b.id))
+    return sorted(boards, key=lambda b: (order.get(b.preset, len(order)), -(b.preset_version or 0),
+                                         -len(b.entries), b.id))

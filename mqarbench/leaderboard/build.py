@@ -54,7 +54,7 @@ def build_site(sources: list[Path], out_dir: Path, data_dir: Path | None = None,
     entries = load_entries([Path(s) for s in sources])
     mark_verified(entries, verified_dir)
     columns = {table: catalog.columns(table) for table in TABLES}
-    boards = build_boards(entries)
+    boards = build_boards(entries, catalog.preset_version)
     env = environment()
     common = {"version": __version__, "n_entries": len(entries), "known_tasks": set(catalog.task_names()),
               "built_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -7,8 +7,9 @@ cache directory; generation is fast).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import pyarrow.compute as pc
 
@@ -25,6 +26,7 @@ class ExpectedTask:
     version: int
     content_hash: str
     cells: frozenset[tuple[int, int]]  # (seq_len, num_kv_pairs) of the test split
+    preset_versions: Mapping[str, int] = field(default_factory=dict)  # hash -> preset version
 
 
 @dataclass(frozen=True)
@@ -83,14 +85,22 @@ class TaskCatalog:
         """The expected version, hash and test cells of ``task`` at ``preset``; None if unknown."""
         key = (task, preset)
         if key not in self._refs:
+            from mqarbench.data.store import preset_version_hashes
+
             self._refs[key] = None
             if task in self.task_names():
                 ds = self.dataset(task, preset)
                 test = ds.load("test").select(["seq_len", "num_kv_pairs"])  # the cells scored
                 cells = set(zip(pc.cast(test["seq_len"], "int64").to_pylist(),
                                 pc.cast(test["num_kv_pairs"], "int64").to_pylist()))
-                self._refs[key] = ExpectedTask(task, int(ds.version), str(ds.content_hash), frozenset(cells))
+                self._refs[key] = ExpectedTask(task, int(ds.version), str(ds.content_hash), frozenset(cells),
+                                               preset_version_hashes(ds))
         return self._refs[key]
+
+    def preset_version(self, task: str, preset: str, digest: str) -> int | None:
+        """The version of ``preset`` whose data of ``task`` have content hash ``digest``."""
+        ref = self.ref(task, preset)
+        return None if ref is None else ref.preset_versions.get(digest)
 
     def suite_pairs(self, suite: str) -> list[tuple[str, str, str]]:
         """(experiment name, train task, test task) for every pair a suite requires."""

@@ -64,7 +64,9 @@ def row_problems(path: Path, rows: list[dict]) -> list[str]:
 
 
 def task_problems(path: Path, rows: list[dict], preset: str, catalog: TaskCatalog) -> list[str]:
-    """Task ids, versions and content hashes must be those the current tasks/ build at ``preset``."""
+    """Task ids, versions and content hashes must be those the current tasks/ build at ``preset``
+    (at its current version, or an earlier one that kept the data: those results get a board of
+    their own, never ranked with the current one)."""
     problems = []
     seen = set()
     for row in rows:
@@ -80,10 +82,11 @@ def task_problems(path: Path, rows: list[dict], preset: str, catalog: TaskCatalo
             elif version != ref.version:
                 problems.append(f"{path}: field '{side}_task_version': task '{task}' is version {version}, "
                                 f"the current tasks/ have version {ref.version}; re-run with this checkout")
-            elif digest != ref.content_hash:
+            elif digest != ref.content_hash and digest not in ref.preset_versions:
                 problems.append(f"{path}: field '{side}_task_hash': task '{task}' v{version} hash {digest} "
                                 f"differs from the data the current tasks/ generate at preset '{preset}' "
-                                f"({ref.content_hash}); re-run with this checkout")
+                                f"({ref.content_hash}, or an earlier version of the preset); "
+                                "re-run with this checkout")
     return problems
 
 
