@@ -110,6 +110,11 @@ def test_render_from_the_committed_submissions(tmp_path):
     text = out.read_text()
     assert text.count("**") >= 12  # six bold verdicts
     assert "| mamba | 129m | 80.98 / " in text and "Table 2" in text and "Fig. 6(a)" in text
+    # the verdicts use the current version of the preset; an earlier board follows, apart
+    head, _, earlier = text.partition("## Earlier board: preset small v1")
+    assert "(board: preset small v2" in head and earlier
+    current = rep.load_measured(REPO_ROOT / "leaderboard/submissions", "small")
+    assert "global_mamba" not in current.scores and "| global_mamba | 133m | 90.45 / 26.72" in earlier
 
 
 def test_no_results_at_a_preset_is_one_user_error(tmp_path, capsys):
