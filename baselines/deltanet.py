@@ -134,6 +134,9 @@ class DeltaNet(ModelAdapter[DeltaNetConfig]):
                 "Sequence Length (NeurIPS)")
     Config = DeltaNetConfig
     presets = DELTANET_PRESETS
+    # a CUDA-graph pack of its flash-linear-attention kernels has not yet passed the GPU pack test
+    no_pack_reason = ("its flash-linear-attention kernels have not passed the GPU pack test "
+                      "(tests/test_runner_pack.py -m gpu) yet")
 
     def create_model(self, cfg: DeltaNetConfig) -> nn.Module:
         return DeltaNetLM(**cfg.model_dump())

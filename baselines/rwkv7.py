@@ -228,6 +228,9 @@ class RWKV7(ModelAdapter[RWKV7Config]):
     citation = ("Peng et al. 2025, RWKV-7 \"Goose\" with Expressive Dynamic State Evolution")
     Config = RWKV7Config
     presets = PRESETS
+    # a CUDA-graph pack of its flash-linear-attention kernels has not yet passed the GPU pack test
+    no_pack_reason = ("its flash-linear-attention kernels have not passed the GPU pack test "
+                      "(tests/test_runner_pack.py -m gpu) yet")
 
     def create_model(self, cfg: RWKV7Config) -> nn.Module:
         return RWKV7LM(**cfg.model_dump())

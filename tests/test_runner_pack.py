@@ -141,6 +141,11 @@ def test_graphed_pack_matches_eager_runs_on_gpu(model, mini_env, step_losses):
     eager twin does. bf16 autocast and the Mamba family's atomic-add backward let the two drift
     apart step by step, so the first loss (same weights, same batch) is compared tightly and the
     rest as means over 8 steps."""
+    if load_adapter(model).no_pack_reason:  # declined: the pack hands every run back, untouched
+        packed = specs_for(model, mini_env / "packed", mini_env / "data", GPU_EPOCHS, GPU_BATCH)
+        assert train_pack(packed, lambda *_: None, max_pack=3, report=lambda _: None) == packed
+        assert all(read_run_json(s.run_dir) is None for s in packed)
+        return
     alone = specs_for(model, mini_env / "alone", mini_env / "data", GPU_EPOCHS, GPU_BATCH)
     for spec in alone:
         execute(spec)
@@ -156,6 +161,17 @@ def test_graphed_pack_matches_eager_runs_on_gpu(model, mini_env, step_losses):
         assert graphed[0] == pytest.approx(eager[0], rel=2e-3)
         assert window_means(graphed) == pytest.approx(window_means(eager), rel=3e-2)
         assert window_means(graphed)[-1] < window_means(graphed)[0]  # it trains
+
+
+def test_models_that_decline_capture_say_why(mini_env):
+    from mqarbench.runner.pack import _declined
+
+    fla = {"gated_deltanet", "rwkv7", "gla", "deltanet"}
+    for model in BUILTINS:
+        [spec] = specs_for(model, mini_env / "out", mini_env / "data")[:1]
+        reason = _declined(spec)
+        assert (reason is not None) == (model in fla), model
+        assert reason is None or "GPU pack test" in reason
 
 
 def test_pack_leaves_a_run_another_process_holds(mini_env):

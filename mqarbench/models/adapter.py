@@ -62,6 +62,9 @@ class ModelAdapter(Generic[ConfigT]):
     family: ClassVar[str] = ""  # one of FAMILIES
     citation: ClassVar[str] = ""
     PAPER_PARAMS: ClassVar[int | None] = None  # parameters the source paper reports at preset paper
+    # Why this model's training step must not be captured in CUDA graphs (packed training on a
+    # GPU), or None: a packed `mqarbench run` then trains its runs one at a time with this note.
+    no_pack_reason: ClassVar[str | None] = None
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}  # preset -> Config fields
 

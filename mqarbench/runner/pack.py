@@ -56,6 +56,13 @@ def _admit_member(run: OpenRun, data: TrainData, graphs: bool, streams: list,
         raise
 
 
+def _declined(spec: RunSpec) -> str | None:
+    """The adapter's own reason not to be captured in CUDA graphs, if it gives one."""
+    from mqarbench.models.registry import load_adapter
+
+    return getattr(load_adapter(spec.model), "no_pack_reason", None)
+
+
 def train_pack(specs: list[RunSpec], done: Done, max_pack: int | None = None,
                report: Callable[[str], None] = print, on_step: Step | None = None) -> list[RunSpec]:
     """Train and evaluate ``specs`` as a rolling pack of at most ``max_pack`` runs (default: as many
@@ -82,6 +89,12 @@ def train_pack(specs: list[RunSpec], done: Done, max_pack: int | None = None,
         while queue and len(active) < limit and fits():
             spec = queue.popleft()
             if spec.model in unpackable:
+                left.append(spec)
+                continue
+            declined = _declined(spec) if graphs else None
+            if declined:
+                unpackable[spec.model] = declined
+                report(f"note: {spec.adapter_name} trains one run at a time: {declined}")
                 left.append(spec)
                 continue
             lock = try_lock(spec.run_dir)
