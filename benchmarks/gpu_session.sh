@@ -3,6 +3,7 @@
 # the pack throughput benchmark, model step benchmarks, and the packed vs 8-worker run matrices.
 #   setsid nohup bash benchmarks/gpu_session.sh > /tmp/session/driver.log 2>&1 &
 #   later: bash benchmarks/gpu_session.sh poll     (copies the logs so far into $OUT)
+# Carry .whl (the wheels) and, when a poll brought one back, .triton_cache.tgz (the Triton cache).
 # Phases run in order; PHASES="tests pack models matrix workers calibrate board" picks some
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
 # SUITE x SEEDS at small, default pythia,mamba x main x 3). Logs in /tmp/session.
@@ -12,7 +13,9 @@ if [ "${1:-}" = poll ]; then
   cat "$LOG/progress.txt" 2>/dev/null; for f in $(ls -t "$LOG"/*.log "$LOG"/*.md 2>/dev/null | head -2); do echo "== $f"; tail -n 6 "$f"; done
   for f in mqar_runs/cal/*.log; do [ -f "$f" ] && echo "== $f" && tail -n 2 "$f"; done
   tar czf "$OUT/session.tgz" --exclude=triton_cache.tgz -C "$LOG" . 2>/dev/null
-  [ -f "$LOG/triton_cache.tgz" ] && cp "$LOG/triton_cache.tgz" "$OUT/"
+  # the device brings back files of at most 16 MiB: a larger cache comes in parts
+  # (here: cat triton_cache.tgz.part-* > .triton_cache.tgz, which the next session unpacks)
+  [ -f "$LOG/triton_cache.tgz" ] && split -b 15M "$LOG/triton_cache.tgz" "$OUT/triton_cache.tgz.part-"
   [ -d mqar_runs/cal ] && tar czf "$OUT/cal_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' \
     --exclude='*.sha256' mqar_runs/cal 2>/dev/null
   exit 0
