@@ -127,6 +127,8 @@ def _execute(todo: list[RunSpec], executor: str, ray_address: str | None, worker
             from mqarbench.runner.pack import train_pack
 
             alone = train_pack(todo, done, pack or None, report=console.print, on_step=lines)
+            if alone and device.type == "cuda" and workers_per_gpu > 1:
+                warm_kernels(alone, device, report=console.print)  # as for unpacked workers, above
             run_local(alone, done, on_step=on_step, workers=workers_per_gpu)
         else:
             run_local(todo, done, on_step=on_step, workers=workers_per_gpu)
