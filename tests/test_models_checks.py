@@ -178,7 +178,11 @@ def test_split_head_must_agree_with_forward():
 def test_models_show_runs_the_checks(tmp_path, capsys):
     good = adapter_file(tmp_path, GOOD)
     assert main(["models", "show", good, "--preset", "small", "--vocab-size", "30", "--max-len", "24"]) == 0
-    assert "checks passed: logits (B, L, V), finite, causal" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "checks passed: logits (B, L, V), finite, causal" in out
+    assert "packed training on a GPU (CUDA graphs): yes" in out
+    assert main(["models", "show", "gla", "--preset", "tiny"]) == 0
+    assert "packed training on a GPU (CUDA graphs): declined: its flash-linear-attention" in capsys.readouterr().out
     future = adapter_file(tmp_path, GOOD.replace('{"d_model": 32}', '{"bidirectional": True}'), "future.py")
     assert main(["models", "show", future, "--preset", "small", "--vocab-size", "30", "--max-len", "24"]) == 2
     err = capsys.readouterr().err.strip()

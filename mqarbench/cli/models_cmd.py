@@ -66,6 +66,8 @@ def _show(args: argparse.Namespace) -> int:
           + (", split head matches forward" if has_split_head(model) else ""))
     if info.citation:
         print("citation:", info.citation)
+    declined = getattr(adapter, "no_pack_reason", None)
+    print("packed training on a GPU (CUDA graphs): " + (f"declined: {declined}" if declined else "yes"))
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         for op, path in available_kernels(adapter, device).items():
