@@ -22,6 +22,7 @@ from baselines.blocks import PreNormLM, ShortConv, State, at_least_fp32, heads, 
 from mqarbench.kernels import KernelChoice
 from mqarbench.models import ModelAdapter, ModelConfig
 from mqarbench.kernels.delta_rule import delta_impl, delta_step
+from mqarbench.kernels.fla_ops import UNVERIFIED_PACK
 
 class DeltaNetConfig(ModelConfig):
     n_layers: int
@@ -134,9 +135,7 @@ class DeltaNet(ModelAdapter[DeltaNetConfig]):
                 "Sequence Length (NeurIPS)")
     Config = DeltaNetConfig
     presets = DELTANET_PRESETS
-    # a CUDA-graph pack of its flash-linear-attention kernels has not yet passed the GPU pack test
-    no_pack_reason = ("its flash-linear-attention kernels have not passed the GPU pack test "
-                      "(tests/test_runner_pack.py -m gpu) yet")
+    no_pack_reason = UNVERIFIED_PACK
 
     def create_model(self, cfg: DeltaNetConfig) -> nn.Module:
         return DeltaNetLM(**cfg.model_dump())

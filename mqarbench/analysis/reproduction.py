@@ -14,7 +14,7 @@ import argparse
 import math
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,7 +276,7 @@ def _table3(measured: Measured) -> list[str]:
     return lines + [""]
 
 
-def _earlier(boards: list[Measured]) -> list[str]:
+def _earlier(boards: Sequence[Measured]) -> list[str]:
     lines = []
     for board in boards:
         lines += [f"## Earlier board: {board.board}", "",
@@ -287,7 +287,7 @@ def _earlier(boards: list[Measured]) -> list[str]:
     return lines
 
 
-def render(measured: Measured, command: str, earlier: list[Measured] = ()) -> str:
+def render(measured: Measured, command: str, earlier: Sequence[Measured] = ()) -> str:
     verdicts = [(f, f.judge(measured.scores)) for f in FINDINGS]
     seeds = sorted({s.n for row in measured.scores.values() for s in row.values() if s})
     lines = [
@@ -325,7 +325,8 @@ def render(measured: Measured, command: str, earlier: list[Measured] = ()) -> st
         lines.append(f"| {train} | {said} | {ours} |")
     lines += ["", "## Where the numbers come from", ""]
     lines += [f"- {model}: {src}" for model, src in sorted(measured.sources.items())]
-    lines += [""] + _earlier(list(earlier)) if earlier else []
+    if earlier:
+        lines += [""] + _earlier(earlier)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -152,8 +152,8 @@ def build_boards(entries: list[Entry], preset_version: PresetVersionOf | None = 
             else:
                 board.tasks.update(tasks)
                 board.entries.append(board_entry)
-    for board in boards:
-        if preset_version is not None:
+    if preset_version is not None:
+        for board in boards:
             found = {preset_version(task, board.preset, digest) for task, (_, digest) in board.tasks.items()}
             board.preset_version = found.pop() if len(found) == 1 else None
     order = {preset: i for i, preset in enumerate(reversed(PRESETS))}  # the largest preset first
