@@ -53,3 +53,17 @@ def test_summary_lists_finished_runs_with_their_curve(tmp_path):
                           capture_output=True, text=True).stdout
     rows = [line for line in text.splitlines() if line.startswith("| cand ")]
     assert len(rows) == 1 and "| 97.5 | 3 |" in rows[0] and "0@1 20@3 40@5 60@7 80@9" in rows[0]
+
+
+def test_candidate_copy_never_replaces_a_directory_it_did_not_write(tmp_path):
+    keep = tmp_path / "work"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    cmd = [sys.executable, str(CAL / "make_tasks.py"), "--per-cell", "10", "--train", "k2v2", "--out"]
+    refused = subprocess.run(cmd + [str(keep)], capture_output=True, text=True)
+    assert refused.returncode != 0 and (keep / "notes.txt").read_text() == "mine"
+    assert refused.stderr.strip().startswith("error: --out") and len(refused.stderr.strip().splitlines()) == 1
+    again = tmp_path / "cal"
+    for _ in range(2):  # its own copy is replaced in place
+        subprocess.run(cmd + [str(again)], check=True, capture_output=True)
+    assert (again / "presets.yaml").is_file()

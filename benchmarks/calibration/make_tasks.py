@@ -18,6 +18,8 @@ import yaml
 
 from mqarbench.paths import tasks_dir
 
+MARKER = ".calibration-candidate"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -26,8 +28,12 @@ def main() -> None:
     parser.add_argument("--train", nargs="+", required=True, help="training tasks of the suite `calib`")
     args = parser.parse_args()
     if args.out.exists():
+        # only a copy this script wrote is replaced: --out . must never delete a checkout
+        if not (args.out / MARKER).is_file():
+            raise SystemExit(f"error: --out {args.out}: exists and is not a candidate copy; pass a new directory")
         shutil.rmtree(args.out)
     shutil.copytree(tasks_dir(), args.out)
+    (args.out / MARKER).write_text("a candidate copy of tasks/ (benchmarks/calibration/make_tasks.py)\n")
     presets_path = args.out / "presets.yaml"
     presets = yaml.safe_load(presets_path.read_text())
     presets["small"]["train"] = {"per_cell": args.per_cell}
