@@ -6,7 +6,9 @@
 # Carry .whl (the wheels) and, when a poll brought one back, .triton_cache.tgz (the Triton cache).
 # Phases run in order; PHASES="tests pack models matrix workers calibrate board" picks some
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
-# SUITE x SEEDS at small, default pythia,mamba x main x 3). Logs in /tmp/session.
+# SUITE x SEEDS at small, default pythia,mamba x main x 3, one `mqarbench run` per model so that a
+# time limit loses one model's pack, not all). LANE2="..." runs more phases at the same time in a
+# second process chain (the GPU is shared; a board beside the tests). Logs in /tmp/session.
 set -u
 LOG=/tmp/session; mkdir -p "$LOG"
 if [ "${1:-}" = poll ]; then
@@ -16,6 +18,8 @@ if [ "${1:-}" = poll ]; then
   # the device brings back files of at most 16 MiB: a larger cache comes in parts
   # (here: cat triton_cache.tgz.part-* > .triton_cache.tgz, which the next session unpacks)
   [ -f "$LOG/triton_cache.tgz" ] && split -b 15M "$LOG/triton_cache.tgz" "$OUT/triton_cache.tgz.part-"
+  [ -d mqar_runs/board ] && tar czf "$OUT/board_runs.tgz" --exclude='*.pt' --exclude='*.npz' \
+    --exclude='*.safetensors' mqar_runs/board 2>/dev/null
   [ -d mqar_runs/cal ] && tar czf "$OUT/cal_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' \
     --exclude='*.sha256' mqar_runs/cal 2>/dev/null
   exit 0
@@ -28,12 +32,14 @@ nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 5
 T0=$(date +%s)
 step() { echo "$(( $(date +%s) - T0 ))s start $1" >> "$LOG/progress.txt"; }
 done_() { echo "$(( $(date +%s) - T0 ))s done $1 rc=$2" >> "$LOG/progress.txt"; }
-PHASES="${PHASES:-tests pack models matrix workers}"
-for phase in $PHASES; do
+lane() {
+for phase in "$@"; do
   step "$phase"
   case $phase in
-    tests) timeout "${TEST_LIMIT:-420}" python3 -m pytest -m "${TEST_MARK:-gpu}" -v -rs --durations=0 ${TEST_ARGS:-tests/} > "$LOG/gpu_tests.log" 2>&1
-           rc=$?; cp "$LOG/gpu_tests.log" "$LOG/current.log";;
+    # SIGINT, so that pytest prints its summary (which tests failed) when the limit stops it
+    tests) timeout -s INT "${TEST_LIMIT:-420}" python3 -m pytest -m "${TEST_MARK:-gpu}" -v -rs --durations=0 ${TEST_ARGS:-tests/} > "$LOG/gpu_tests.log" 2>&1
+           rc=$?; cp "$LOG/gpu_tests.log" "$LOG/current.log"
+           tar czf "$LOG/triton_cache.tgz" .triton 2>/dev/null;;  # a poll can bring the autotuned cache back now
     pack) timeout 300 python3 benchmarks/bench_pack.py --models mamba,pythia --packs 1,8,16 > "$LOG/bench_pack.md" 2>&1
           rc=$?; cp "$LOG/bench_pack.md" "$LOG/current.log";;
     models) { timeout 300 python3 benchmarks/bench_models.py --preset small --family mamba --family mamba2 --family fla
@@ -47,8 +53,12 @@ for phase in $PHASES; do
               --out mqar_runs/workers --no-site > "$LOG/workers.log" 2>&1; rc=$?
              python3 benchmarks/bench_runner.py mqar_runs/workers > "$LOG/workers_summary.md" 2>&1
              tar czf "$LOG/worker_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' mqar_runs/workers;;
-    board) timeout "${BOARD_LIMIT:-1200}" mqarbench run --model "${MODELS:-pythia,mamba}" --suite "${SUITE:-main}" \
-             --seeds "${SEEDS:-3}" --preset small --out mqar_runs/board --no-site > "$LOG/board.log" 2>&1; rc=$?
+    board) for model in ${MODELS//,/ }; do
+             echo "$(( $(date +%s) - T0 ))s board $model" >> "$LOG/progress.txt"
+             timeout "${BOARD_LIMIT:-1200}" mqarbench run --model "$model" --suite "${SUITE:-main}" \
+               --seeds "${SEEDS:-3}" --preset small --out mqar_runs/board --no-site > "$LOG/board-$model.log" 2>&1; rc=$?
+             echo "$(( $(date +%s) - T0 ))s board $model rc=$rc" >> "$LOG/progress.txt"
+           done
            python3 benchmarks/bench_runner.py mqar_runs/board > "$LOG/board_summary.md" 2>&1
            tar czf "$LOG/board_runs.tgz" --exclude='*.pt' --exclude='*.safetensors' --exclude='*.npz' mqar_runs/board;;
     calibrate) timeout "${CAL_LIMIT:-1000}" bash benchmarks/calibration/run_candidates.sh "${STAGE:-benchmarks/calibration/stage1.txt}" \
@@ -58,5 +68,10 @@ for phase in $PHASES; do
   esac
   done_ "$phase" "$rc"
 done
+}
+MODELS="${MODELS:-pythia,mamba}"
+[ -n "${LANE2:-}" ] && { lane $LANE2 & }
+lane ${PHASES:-tests pack models matrix workers}
+wait
 tar czf "$LOG/triton_cache.tgz" .triton 2>/dev/null
 echo "$(( $(date +%s) - T0 ))s all done" >> "$LOG/progress.txt"
