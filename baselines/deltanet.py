@@ -22,7 +22,6 @@ from baselines.blocks import PreNormLM, ShortConv, State, at_least_fp32, heads, 
 from mqarbench.kernels import KernelChoice
 from mqarbench.models import ModelAdapter, ModelConfig
 from mqarbench.kernels.delta_rule import delta_impl, delta_step
-from mqarbench.kernels.fla_ops import UNVERIFIED_PACK
 
 class DeltaNetConfig(ModelConfig):
     n_layers: int
@@ -135,7 +134,6 @@ class DeltaNet(ModelAdapter[DeltaNetConfig]):
                 "Sequence Length (NeurIPS)")
     Config = DeltaNetConfig
     presets = DELTANET_PRESETS
-    no_pack_reason = UNVERIFIED_PACK
 
     def create_model(self, cfg: DeltaNetConfig) -> nn.Module:
         return DeltaNetLM(**cfg.model_dump())

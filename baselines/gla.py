@@ -18,7 +18,6 @@ from baselines.blocks import PreNormLM, State, heads, rms_norm
 from mqarbench.kernels import KernelChoice
 from mqarbench.models import ModelAdapter, ModelConfig
 from mqarbench.kernels.gla import gla_impl, gla_step
-from mqarbench.kernels.fla_ops import UNVERIFIED_PACK
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(n_layers=2, d_model=64, n_heads=2, tie_embeddings=True),
@@ -94,7 +93,6 @@ class GLA(ModelAdapter[GLAConfig]):
                 "Training (ICML)")
     Config = GLAConfig
     presets = PRESETS
-    no_pack_reason = UNVERIFIED_PACK
 
     def create_model(self, cfg: GLAConfig) -> nn.Module:
         return GLALM(**cfg.model_dump())

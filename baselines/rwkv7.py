@@ -23,7 +23,6 @@ from baselines.blocks import State, heads
 from mqarbench.kernels import KernelChoice
 from mqarbench.models import ModelAdapter, ModelConfig, SplitLM
 from mqarbench.kernels.rwkv7 import LOG_DECAY_MIN, rwkv7_impl, rwkv7_step
-from mqarbench.kernels.fla_ops import UNVERIFIED_PACK
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(n_layers=2, d_model=64, head_size=32, tie_embeddings=True),
@@ -229,7 +228,6 @@ class RWKV7(ModelAdapter[RWKV7Config]):
     citation = ("Peng et al. 2025, RWKV-7 \"Goose\" with Expressive Dynamic State Evolution")
     Config = RWKV7Config
     presets = PRESETS
-    no_pack_reason = UNVERIFIED_PACK
 
     def create_model(self, cfg: RWKV7Config) -> nn.Module:
         return RWKV7LM(**cfg.model_dump())

@@ -169,6 +169,8 @@ def test_fla_gla_matches_reference_on_gpu(dtype, tol):
 @pytest.mark.parametrize("dtype,tol", TOLERANCES)
 def test_fla_delta_rules_match_reference_on_gpu(gated, dtype, tol):
     fn, choice = delta_impl(torch.device("cuda"), gated)
+    if gated and "fla #640" in choice.missing:  # fla's own refusal on this GPU and Triton
+        pytest.skip(choice.missing)
     assert choice.fast, choice.missing
     q, k, v, beta, g = delta_inputs(batch=2, length=200, heads=4, k_dim=64, v_dim=64, device="cuda", dtype=dtype)
     q = F.normalize(q.float(), dim=-1).to(dtype)  # the models normalise q as k

@@ -60,9 +60,29 @@ def _delta_fla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Te
     return out  # (B, T, H, V)
 
 
+def _gated_ready() -> tuple[DeltaFn | None, str]:
+    """fla's gated kernel, unless fla itself refuses its backward here: on Hopper GPUs with
+    Triton >= 3.4 and < 3.7.1 (without tilelang) ``chunk_bwd_dqkwg`` raises at the first backward,
+    because that Triton miscompiles it (fla issue #640). Asked before training, not mid-run."""
+    kernel, missing = fla_op("fla.ops.gated_delta_rule", "chunk_gated_delta_rule")
+    if kernel is None:
+        return None, missing
+    import importlib.util
+
+    import fla.utils as fla_utils
+
+    refused = (fla_utils.IS_NVIDIA_HOPPER and fla_utils.TRITON_ABOVE_3_4_0
+               and not fla_utils.TRITON_ABOVE_3_7_1 and importlib.util.find_spec("tilelang") is None)
+    if refused:
+        return None, ("flash-linear-attention refuses the gated delta rule's backward on Hopper GPUs "
+                      "with Triton >= 3.4, < 3.7.1 (fla #640): pip install 'triton>=3.7.1' or tilelang")
+    return kernel, ""
+
+
 def delta_impl(device: torch.device, gated: bool) -> tuple[DeltaFn, KernelChoice]:
-    """fla's ``chunk_delta_rule`` / ``chunk_gated_delta_rule`` on CUDA when importable and not
-    forced off; the step recurrence otherwise."""
-    op = (("fla.ops.gated_delta_rule", "chunk_gated_delta_rule") if gated
-          else ("fla.ops.delta_rule", "chunk_delta_rule"))
-    return choose(device, op, _delta_fla, delta_recurrent)
+    """fla's ``chunk_delta_rule`` / ``chunk_gated_delta_rule`` on CUDA when importable, usable and
+    not forced off; the step recurrence otherwise."""
+    if gated:
+        return choose(device, ("fla.ops.gated_delta_rule", "chunk_gated_delta_rule"), _delta_fla,
+                      delta_recurrent, ready=_gated_ready)
+    return choose(device, ("fla.ops.delta_rule", "chunk_delta_rule"), _delta_fla, delta_recurrent)

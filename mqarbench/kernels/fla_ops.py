@@ -14,11 +14,6 @@ import torch
 
 from mqarbench.kernels import KernelChoice, use_reference
 
-# The adapters whose chunked fla ops have not yet passed the GPU pack test (a CUDA-graph capture of
-# the whole step) give this as their ``no_pack_reason``: their runs train one at a time on a GPU.
-UNVERIFIED_PACK = ("its flash-linear-attention kernels have not passed the GPU pack test "
-                   "(tests/test_runner_pack.py -m gpu) yet")
-
 
 @functools.lru_cache(maxsize=None)
 def fla_op(module: str, name: str) -> tuple[Callable | None, str]:
