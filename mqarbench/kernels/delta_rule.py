@@ -53,10 +53,13 @@ def _delta_fla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Te
     k, v, beta = k.to(q.dtype), v.to(q.dtype), beta.to(q.dtype)  # the kernels take one dtype
     if g is None:
         chunk_delta_rule, _ = fla_op("fla.ops.delta_rule", "chunk_delta_rule")
-        out, _ = chunk_delta_rule(q, k, v, beta, scale=scale)
-    else:
-        chunk_gated, _ = fla_op("fla.ops.gated_delta_rule", "chunk_gated_delta_rule")
-        out, _ = chunk_gated(q, k, v, g.float(), beta, scale=scale)
+        # fla's chunk_delta_rule asserts 16-bit inputs; the models' normalised q and k arrive in
+        # fp32 even under autocast, so they are computed in bf16 (as autocast does for a matmul)
+        dtype = torch.bfloat16 if q.dtype == torch.float32 else q.dtype
+        out, _ = chunk_delta_rule(*(t.to(dtype) for t in (q, k, v, beta)), scale=scale)
+        return out.to(q.dtype)  # (B, T, H, V)
+    chunk_gated, _ = fla_op("fla.ops.gated_delta_rule", "chunk_gated_delta_rule")
+    out, _ = chunk_gated(q, k, v, g.float(), beta, scale=scale)
     return out  # (B, T, H, V)
 
 
