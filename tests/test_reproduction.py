@@ -99,6 +99,11 @@ def test_finding6_global_selection():
     assert rep.judge_global_selection(lost).verdict == "not reproduced"
     half = dict(others, global_mamba=row(90, 42, 36, 99, 81, 0))
     assert rep.judge_global_selection(half).verdict == "differs"
+    # without the other recurrent models: a loss to mamba on both columns is already a verdict,
+    # a win is not (another model might score higher)
+    pair = {m: lost[m] for m in ("mamba", "global_mamba")}
+    assert rep.judge_global_selection(pair).verdict == "not reproduced"
+    assert rep.judge_global_selection({m: won[m] for m in ("mamba", "global_mamba")}).verdict == "not measured"
 
 
 def test_render_from_the_committed_submissions(tmp_path):
@@ -114,7 +119,7 @@ def test_render_from_the_committed_submissions(tmp_path):
     head, _, earlier = text.partition("## Earlier board: preset small v1")
     assert "(board: preset small v2" in head and earlier
     current = rep.load_measured(REPO_ROOT / "leaderboard/submissions", "small")
-    assert "global_mamba" not in current.scores and "| global_mamba | 133m | 90.45 / 26.72" in earlier
+    assert "rwkv" not in current.scores and "| rwkv | 153m | ✗ / 99.74 (n=1)" in earlier
 
 
 def test_no_results_at_a_preset_is_one_user_error(tmp_path, capsys):

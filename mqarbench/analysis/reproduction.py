@@ -153,6 +153,14 @@ def judge_global_selection(scores: Scores) -> Verdict:
     names = ("K2V2-Robustness", "K4V8-Shuffle")
     cells = [paper.TABLE3_COLUMNS[n] for n in names]
     if missing := _need(scores, [(m, c) for m in RECURRENT for c in cells]):
+        pair = ("global_mamba", "mamba")
+        if _need(scores, [(m, c) for m in pair for c in cells]):
+            return _missing(missing)
+        # Not above mamba on either column: no other model's score can change that verdict.
+        if not any(clearly_above(scores["global_mamba"][c], scores["mamba"][c]) for c in cells):
+            return Verdict("not reproduced", "; ".join(
+                f"{name}: global_mamba {fmt(scores['global_mamba'][c])}, mamba {fmt(scores['mamba'][c])}"
+                for name, c in zip(names, cells)) + " (other recurrent models not needed for this verdict)")
         return _missing(missing)
     parts, wins = [], []
     for name, cell in zip(names, cells):
