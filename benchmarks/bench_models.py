@@ -200,7 +200,14 @@ def main() -> None:
             params = sum(p.numel() for p in model.parameters())
             embed = sum(m.weight.numel() for m in model.modules()
                         if isinstance(m, torch.nn.Embedding))
-            ms, peak_bytes, first_s = step_ms(model, batch, length)
+            try:
+                ms, peak_bytes, first_s = step_ms(model, batch, length)
+            except Exception as err:  # one model's failure is a row of the table, not the end of it
+                print(f"| {label} | {params / 1e6:.1f}M | failed: {type(err).__name__}: "
+                      f"{str(err).splitlines()[0][:160]} | | | | | |", flush=True)
+                del model
+                torch.cuda.empty_cache()
+                continue
             measured[label] = ms
             tokens_s = batch * length / (ms / 1e3)
             mfu = 6 * (params - embed) * tokens_s / peak
