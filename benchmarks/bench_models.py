@@ -205,8 +205,6 @@ def main() -> None:
             except Exception as err:  # one model's failure is a row of the table, not the end of it
                 print(f"| {label} | {params / 1e6:.1f}M | failed: {type(err).__name__}: "
                       f"{str(err).splitlines()[0][:160]} | | | | | |", flush=True)
-                del model
-                torch.cuda.empty_cache()
                 continue
             measured[label] = ms
             tokens_s = batch * length / (ms / 1e3)
