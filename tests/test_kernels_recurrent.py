@@ -212,3 +212,28 @@ def test_forced_reference_on_gpu_takes_the_new_references():
     with force_reference():
         assert ssd_impl(cuda)[0] is ssd_chunked and gla_impl(cuda)[0] is gla_chunked
         assert delta_impl(cuda, False)[0] is delta_recurrent and rwkv7_impl(cuda)[0] is rwkv7_recurrent
+
+
+@pytest.mark.parametrize("hopper,triton_3_4,triton_3_7_1,fast", [
+    (True, True, False, False),   # fla refuses the gated backward here (its issue #640)
+    (True, True, True, True),     # a fixed Triton
+    (False, True, False, True),   # not a Hopper GPU
+])
+def test_gated_delta_rule_takes_the_reference_where_fla_refuses_it(monkeypatch, hopper, triton_3_4,
+                                                                   triton_3_7_1, fast):
+    import sys
+    import types
+
+    from mqarbench.kernels import delta_rule, fla_ops
+
+    fla_utils = types.SimpleNamespace(IS_NVIDIA_HOPPER=hopper, TRITON_ABOVE_3_4_0=triton_3_4,
+                                      TRITON_ABOVE_3_7_1=triton_3_7_1)
+    monkeypatch.setitem(sys.modules, "fla", types.SimpleNamespace(utils=fla_utils))
+    monkeypatch.setitem(sys.modules, "fla.utils", fla_utils)
+    for module in (delta_rule, fla_ops):  # fla "importable"
+        monkeypatch.setattr(module, "fla_op", lambda module, name: (object(), ""))
+    fn, choice = delta_impl(torch.device("cuda"), gated=True)  # choose() only reads the device type
+    assert choice.fast == fast
+    assert (fn is delta_recurrent) != fast
+    assert ("fla #640" in choice.missing) != fast
+    assert delta_impl(torch.device("cuda"), gated=False)[1].fast  # the ungated kernel is unaffected
