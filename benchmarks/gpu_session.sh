@@ -18,8 +18,11 @@ if [ "${1:-}" = poll ]; then
   # the device brings back files of at most 16 MiB: a larger cache comes in parts
   # (here: cat triton_cache.tgz.part-* > .triton_cache.tgz, which the next session unpacks)
   [ -f "$LOG/triton_cache.tgz" ] && split -b 15M "$LOG/triton_cache.tgz" "$OUT/triton_cache.tgz.part-"
-  [ -d mqar_runs/board ] && tar czf "$OUT/board_runs.tgz" --exclude='*.pt' --exclude='*.npz' \
-    --exclude='*.safetensors' mqar_runs/board 2>/dev/null
+  # no weights and no checkpoints being written (.NAME.XXXX.tmp); the .sha256 sidecars must come:
+  # `mqarbench leaderboard submit` refuses results without them. Over 16 MiB it comes in parts.
+  [ -d mqar_runs/board ] && tar czf /tmp/board_runs.tgz --exclude='*.pt' --exclude='*.npz' \
+    --exclude='*.safetensors' --exclude='*.tmp' --exclude=run.lock mqar_runs/board 2>/dev/null \
+    && split -b 15M /tmp/board_runs.tgz "$OUT/board_runs.tgz.part-"
   [ -d mqar_runs/cal ] && tar czf "$OUT/cal_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' \
     --exclude='*.sha256' mqar_runs/cal 2>/dev/null
   exit 0
