@@ -181,8 +181,11 @@ def test_models_show_runs_the_checks(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "checks passed: logits (B, L, V), finite, causal" in out
     assert "packed training on a GPU (CUDA graphs): yes" in out
-    assert main(["models", "show", "gla", "--preset", "tiny"]) == 0
-    assert "packed training on a GPU (CUDA graphs): declined: its flash-linear-attention" in capsys.readouterr().out
+    declining = adapter_file(tmp_path, GOOD.replace('    name = "gru"\n', '    name = "gru"\n'
+                                                    '    no_pack_reason = "its kernels sync with the host"\n'),
+                             "declining.py")
+    assert main(["models", "show", declining, "--preset", "small", "--vocab-size", "30", "--max-len", "24"]) == 0
+    assert "packed training on a GPU (CUDA graphs): declined: its kernels sync with the host" in capsys.readouterr().out
     future = adapter_file(tmp_path, GOOD.replace('{"d_model": 32}', '{"bidirectional": True}'), "future.py")
     assert main(["models", "show", future, "--preset", "small", "--vocab-size", "30", "--max-len", "24"]) == 2
     err = capsys.readouterr().err.strip()
