@@ -62,8 +62,7 @@ for phase in "$@"; do
                --seeds "${SEEDS:-3}" --preset small --out mqar_runs/board --no-site > "$LOG/board-$model.log" 2>&1; rc=$?
              echo "$(( $(date +%s) - T0 ))s board $model rc=$rc" >> "$LOG/progress.txt"
            done
-           python3 benchmarks/bench_runner.py mqar_runs/board > "$LOG/board_summary.md" 2>&1
-           tar czf "$LOG/board_runs.tgz" --exclude='*.pt' --exclude='*.safetensors' --exclude='*.npz' mqar_runs/board;;
+           python3 benchmarks/bench_runner.py mqar_runs/board > "$LOG/board_summary.md" 2>&1;;  # a poll brings the runs
     calibrate) timeout "${CAL_LIMIT:-1000}" bash benchmarks/calibration/run_candidates.sh "${STAGE:-benchmarks/calibration/stage1.txt}" \
                  mqar_runs/cal > "$LOG/calibration.md" 2>&1; rc=$?
                tar czf "$LOG/cal_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' \

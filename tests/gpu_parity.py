@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from mqarbench.kernels import force_reference, slow_paths
+from mqarbench.kernels.delta_rule import FLA_GATED_REFUSED
 
 
 def skip_where_fla_refuses(model: torch.nn.Module) -> None:
     """Skip (with fla's own reason) where flash-linear-attention refuses a kernel on this GPU and
     Triton: the model then trains only on its reference path, which the other tests cover."""
     slow = slow_paths(model)
-    if slow and all("fla #640" in line for line in slow):
+    if slow and all(FLA_GATED_REFUSED in line for line in slow):
         pytest.skip("; ".join(slow))
 
 

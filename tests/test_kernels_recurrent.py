@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from mqarbench.kernels import force_reference
-from mqarbench.kernels.delta_rule import delta_impl, delta_recurrent
+from mqarbench.kernels.delta_rule import FLA_GATED_REFUSED, delta_impl, delta_recurrent
 from mqarbench.kernels.gla import gla_chunked, gla_impl, gla_recurrent
 from mqarbench.kernels.rwkv7 import LOG_DECAY_MIN, rwkv7_impl, rwkv7_recurrent
 from mqarbench.kernels.ssd import ssd_chunked, ssd_impl, ssd_recurrent
@@ -171,7 +171,7 @@ def test_fla_gla_matches_reference_on_gpu(dtype, tol):
 @pytest.mark.parametrize("dtype,tol", TOLERANCES)
 def test_fla_delta_rules_match_reference_on_gpu(gated, dtype, tol):
     fn, choice = delta_impl(torch.device("cuda"), gated)
-    if gated and "fla #640" in choice.missing:  # fla's own refusal on this GPU and Triton
+    if gated and choice.missing == FLA_GATED_REFUSED:  # fla's own refusal on this GPU and Triton
         pytest.skip(choice.missing)
     assert choice.fast, choice.missing
     if not gated:  # fla's chunk_delta_rule takes 16-bit inputs only: fp32 ones are computed in bf16
@@ -235,5 +235,5 @@ def test_gated_delta_rule_takes_the_reference_where_fla_refuses_it(monkeypatch, 
     fn, choice = delta_impl(torch.device("cuda"), gated=True)  # choose() only reads the device type
     assert choice.fast == fast
     assert (fn is delta_recurrent) != fast
-    assert ("fla #640" in choice.missing) != fast
+    assert (choice.missing == FLA_GATED_REFUSED) != fast
     assert delta_impl(torch.device("cuda"), gated=False)[1].fast  # the ungated kernel is unaffected

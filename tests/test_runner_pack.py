@@ -145,11 +145,6 @@ def test_graphed_pack_matches_eager_runs_on_gpu(model, mini_env, step_losses):
     from gpu_parity import skip_where_fla_refuses
 
     skip_where_fla_refuses(load_adapter(model).build("tiny", 50, 64).cuda())
-    if load_adapter(model).no_pack_reason:  # declined: the pack hands every run back, untouched
-        packed = specs_for(model, mini_env / "packed", mini_env / "data", GPU_EPOCHS, GPU_BATCH)
-        assert train_pack(packed, lambda *_: None, max_pack=3, report=lambda _: None) == packed
-        assert all(read_run_json(s.run_dir) is None for s in packed)
-        return
     alone = specs_for(model, mini_env / "alone", mini_env / "data", GPU_EPOCHS, GPU_BATCH)
     for spec in alone:
         execute(spec)
@@ -171,14 +166,23 @@ class DecliningRecurrent(Recurrent):
     no_pack_reason = "its kernels synchronise with the host"
 
 
+DECLINING = f"{Path(__file__).resolve()}:DecliningRecurrent"
+
+
+@pytest.mark.gpu
+def test_pack_hands_back_the_runs_of_an_adapter_that_declines_on_gpu(mini_env):
+    packed = specs_for(DECLINING, mini_env / "packed", mini_env / "data")
+    assert train_pack(packed, lambda *_: None, max_pack=3, report=lambda _: None) == packed
+    assert all(read_run_json(s.run_dir) is None for s in packed)  # untouched
+
+
 def test_only_an_adapter_that_declines_capture_is_handed_back(mini_env):
     from mqarbench.runner.pack import _declined
 
     for model in BUILTINS:  # every built-in model trains in the pack
         [spec] = specs_for(model, mini_env / "out", mini_env / "data")[:1]
         assert _declined(spec) is None, model
-    declining = f"{Path(__file__).resolve()}:DecliningRecurrent"
-    [spec] = specs_for(declining, mini_env / "out", mini_env / "data")[:1]
+    [spec] = specs_for(DECLINING, mini_env / "out", mini_env / "data")[:1]
     assert _declined(spec) == "its kernels synchronise with the host"
 
 

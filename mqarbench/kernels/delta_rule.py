@@ -21,6 +21,10 @@ from mqarbench.kernels.rwkv import _at_least_fp32
 
 DeltaFn = Callable[..., torch.Tensor]
 
+# Why the gated kernel is not taken on Hopper GPUs with Triton >= 3.4, < 3.7.1 (see _gated_ready)
+FLA_GATED_REFUSED = ("flash-linear-attention refuses the gated delta rule's backward on Hopper GPUs "
+                     "with Triton >= 3.4, < 3.7.1 (fla #640): pip install 'triton>=3.7.1' or tilelang")
+
 
 def delta_step(state: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                beta: torch.Tensor, g: torch.Tensor | None,
@@ -76,10 +80,7 @@ def _gated_ready() -> tuple[DeltaFn | None, str]:
 
     refused = (fla_utils.IS_NVIDIA_HOPPER and fla_utils.TRITON_ABOVE_3_4_0
                and not fla_utils.TRITON_ABOVE_3_7_1 and importlib.util.find_spec("tilelang") is None)
-    if refused:
-        return None, ("flash-linear-attention refuses the gated delta rule's backward on Hopper GPUs "
-                      "with Triton >= 3.4, < 3.7.1 (fla #640): pip install 'triton>=3.7.1' or tilelang")
-    return kernel, ""
+    return (None, FLA_GATED_REFUSED) if refused else (kernel, "")
 
 
 def delta_impl(device: torch.device, gated: bool) -> tuple[DeltaFn, KernelChoice]:
