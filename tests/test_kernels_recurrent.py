@@ -84,6 +84,15 @@ def test_gla_chunked_matches_step_loop_forward_and_grads(length):
                                    gla_inputs(length=length), "qkvg")
 
 
+def test_gla_chunked_computes_mixed_dtypes_in_the_widest():
+    """fp32 activations with an fp64 gate (the GPU parity test's inputs) run in fp64, not fail."""
+    q, k, v, g = gla_inputs(length=21)
+    q32, k32, v32 = (t.float() for t in (q, k, v))
+    out = gla_chunked(q32, k32, v32, g, scale=0.3)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, gla_recurrent(q32.double(), k32.double(), v32.double(), g, scale=0.3))
+
+
 def delta_inputs(batch=2, length=19, heads=3, k_dim=8, v_dim=6, seed=0, device="cpu", dtype=torch.float64):
     gen = torch.Generator().manual_seed(seed)
     q = randn(batch, length, heads, k_dim, gen=gen, device=device, dtype=dtype)

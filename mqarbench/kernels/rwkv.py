@@ -21,8 +21,12 @@ CHUNK = 16
 
 
 def _at_least_fp32(*tensors: torch.Tensor) -> list[torch.Tensor]:
-    """bf16/fp16 inputs are computed in fp32; fp64 stays fp64 (exact parity tests)."""
-    return [t.to(torch.promote_types(t.dtype, torch.float32)) for t in tensors]
+    """All in one dtype: bf16/fp16 inputs are computed in fp32; if any input is fp64, all are
+    (exact parity tests, and a caller mixing fp32 activations with an fp64 gate)."""
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return [t.to(dtype) for t in tensors]
 
 
 def wkv6_recurrent(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor,
