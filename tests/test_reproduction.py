@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from mqarbench.analysis import paper_numbers as paper
@@ -115,11 +116,44 @@ def test_render_from_the_committed_submissions(tmp_path):
     text = out.read_text()
     assert text.count("**") >= 12  # six bold verdicts
     assert "| mamba | 129m | 80.98 / " in text and "Table 2" in text and "Fig. 6(a)" in text
-    # the verdicts use the current version of the preset; an earlier board follows, apart
-    head, _, earlier = text.partition("## Earlier board: preset small v1")
-    assert "(board: preset small v2" in head and earlier
+    assert "(board: preset small v2" in text and "## Earlier board" not in text
     current = rep.load_measured(REPO_ROOT / "leaderboard/submissions", "small")
-    assert "rwkv" not in current.scores and "| rwkv | 153m | ✗ / 99.74 (n=1)" in earlier
+    assert set(current.scores) >= {"pythia", "hyena", "rwkv", "mamba", "mamba_2x_state", "mamba_4x_state",
+                                   "global_mamba"}
+
+
+def test_an_earlier_version_of_the_preset_is_rendered_apart_and_never_judged(tmp_path):
+    """A copy of the hyena submission relabelled as results of small v1 (its tasks' v1 data hashes)."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from mqarbench.leaderboard.catalog import TaskCatalog
+    from mqarbench.paths import REPO_ROOT
+
+    subs = tmp_path / "submissions"
+    shutil.copytree(REPO_ROOT / "leaderboard/submissions/baseline-hyena-small", subs / "baseline-hyena-small")
+    old = shutil.copytree(subs / "baseline-hyena-small", subs / "baseline-hyena-old")
+    catalog, v1 = TaskCatalog(tmp_path / "data"), {}
+    for path in old.rglob("results.parquet"):
+        table = pq.read_table(path).to_pylist()
+        for row in table:
+            for side in ("train", "test"):
+                task = row[f"{side}_task"]
+                if task not in v1:
+                    versions = catalog.ref(task, "small").preset_versions
+                    [v1[task]] = [h for h, version in versions.items() if version == 1]
+                row[f"{side}_task_hash"] = v1[task]
+        pq.write_table(pa.Table.from_pylist(table, schema=pq.read_schema(path)), path)
+        for sidecar in path.parent.glob("*.sha256"):
+            sidecar.unlink()
+
+    out = tmp_path / "reproduction.md"
+    assert rep.main(["--submissions", str(subs), "--out", str(out), "--data-dir", str(tmp_path / "data")]) == 0
+    head, _, earlier = out.read_text().partition("## Earlier board: preset small v1")
+    assert "(board: preset small v2" in head and "| hyena | 153m | ✗ / 1.61 ± 0.29 (n=3)" in head
+    assert "| hyena | 153m | ✗ / 1.61 ± 0.29 (n=3)" in earlier  # the same numbers, on a board of their own
+    assert "baseline-hyena-old" in earlier and "baseline-hyena-old" not in head
 
 
 def test_no_results_at_a_preset_is_one_user_error(tmp_path, capsys):

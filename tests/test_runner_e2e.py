@@ -167,6 +167,19 @@ def test_reference_kernels_on_cuda_are_refused_unless_allowed(mini_env, capsys, 
     assert main([*args, "--allow-slow-kernels"]) == 0
 
 
+def test_fla_refusal_on_cuda_names_its_own_fix(mini_env, capsys, monkeypatch):
+    """Where fla is installed but refuses a kernel, the fix is a Triton upgrade, not an install."""
+    import mqarbench.kernels
+    from mqarbench.kernels.delta_rule import FLA_GATED_REFUSED
+
+    monkeypatch.setattr(mqarbench.kernels, "slow_paths", lambda module: [f"gated_delta_rule: {FLA_GATED_REFUSED}"])
+    assert main(["train", "--model", STANDIN, "--task", "standard", "--preset", "tiny", "--epochs", "1",
+                 "--out", "out", "--data-dir", "data"]) == 2
+    err = capsys.readouterr().err
+    assert "triton>=3.7.1" in err and "--allow-slow-kernels" in err
+    assert "mqarbench[cuda]" not in err
+
+
 def test_training_stops_once_validation_is_perfect(mini_env, monkeypatch):
     import mqarbench.runner.train as train
 

@@ -223,13 +223,14 @@ class Measured:
     block_shares: dict[str, dict[str, list[float]]]  # model -> train task -> shares (percent)
 
 
-def load_boards(submissions: Path, preset: str) -> list[Measured]:
+def load_boards(submissions: Path, preset: str, data_dir: Path | None = None) -> list[Measured]:
     """Every board of ``preset`` among the submissions under ``submissions``: the newest version
-    of the preset first (then the largest), as the site lists them."""
+    of the preset first (then the largest), as the site lists them. ``data_dir``: the dataset
+    cache whose task versions label the boards (default: ``$MQARBENCH_DATA_DIR`` or ./mqar_data)."""
     from mqarbench.leaderboard.catalog import TaskCatalog
     from mqarbench.paths import default_data_dir
 
-    catalog = TaskCatalog(default_data_dir())
+    catalog = TaskCatalog(data_dir or default_data_dir())
     boards = [b for b in build_boards(load_entries([submissions]), catalog.preset_version) if b.preset == preset]
     if not boards:
         raise UserError(f"{submissions}: no results at preset {preset!r}; run and submit "
@@ -237,9 +238,9 @@ def load_boards(submissions: Path, preset: str) -> list[Measured]:
     return [_measured(board, preset) for board in boards]
 
 
-def load_measured(submissions: Path, preset: str) -> Measured:
+def load_measured(submissions: Path, preset: str, data_dir: Path | None = None) -> Measured:
     """The current board of ``preset``: the one the findings are judged on."""
-    return load_boards(submissions, preset)[0]
+    return load_boards(submissions, preset, data_dir)[0]
 
 
 def _measured(board, preset: str) -> Measured:
@@ -343,9 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submissions", type=Path, default=REPO_ROOT / "leaderboard/submissions")
     parser.add_argument("--preset", default="small")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs/reproduction.md")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="dataset cache (default: $MQARBENCH_DATA_DIR or ./mqar_data)")
     args = parser.parse_args(argv)
     try:
-        current, *earlier = load_boards(args.submissions, args.preset)
+        current, *earlier = load_boards(args.submissions, args.preset, args.data_dir)
         command = "python -m mqarbench.analysis.reproduction" + (
             f" --preset {args.preset}" if args.preset != "small" else "")
         write_text_atomic(args.out, render(current, command, earlier))

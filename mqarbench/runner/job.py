@@ -102,8 +102,9 @@ def open_run(spec: RunSpec, alone: bool = True) -> OpenRun | None:
         check_forward(adapter.name, model, spec.vocab_size, spec.max_len)
     slow = slow_paths(model)
     if slow and not spec.allow_slow_kernels:
+        # each reason names its own fix: an import to install, or (fla's refusal) a Triton to upgrade
         raise UserError(f"model {adapter.name!r} would train on reference kernels on CUDA ({'; '.join(slow)}); "
-                        "install the fast kernels (pip install \"mqarbench[cuda]\") or pass --allow-slow-kernels")
+                        "apply the fix named there, or pass --allow-slow-kernels to train on them anyway")
     info = read_run_json(run_dir) or {}
     record = {
         "run_id": spec.run_id, "model": adapter.name, "model_ref": spec.model,
