@@ -3,7 +3,10 @@
 # the pack throughput benchmark, model step benchmarks, and the packed vs 8-worker run matrices.
 #   setsid nohup bash benchmarks/gpu_session.sh > /tmp/session/driver.log 2>&1 &
 #   later: bash benchmarks/gpu_session.sh poll     (copies the logs so far into $OUT)
-# Carry .whl (the wheels) and, when a poll brought one back, .triton_cache.tgz (the Triton cache).
+# Carry .whl (the wheels) and the Triton cache a poll brought back, slimmed to what a cache hit
+# reads (cubin, json, so) and xz-compressed so that it fits beside the wheels in the 64 MiB carry:
+#   cat triton_cache.tgz.part-* | tar xz && find .triton -type f \( -name '*.ttir' -o -name '*.ttgir' \
+#     -o -name '*.ptx' -o -name '*.llir' -o -name '*.source' \) -delete && tar cJf .triton_cache.txz .triton
 # Phases run in order; PHASES="tests pack models matrix workers calibrate board" picks some
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
 # SUITE x SEEDS at small, default pythia,mamba x main x 3, one `mqarbench run` per model so that a
@@ -17,7 +20,7 @@ if [ "${1:-}" = poll ]; then
   for f in mqar_runs/cal/*.log; do [ -f "$f" ] && echo "== $f" && tail -n 2 "$f"; done
   tar czf "$OUT/session.tgz" --exclude=triton_cache.tgz -C "$LOG" . 2>/dev/null
   # the device brings back files of at most 16 MiB: a larger cache comes in parts
-  # (here: cat triton_cache.tgz.part-* > .triton_cache.tgz, which the next session unpacks)
+  # (slimmed here as the header says, the next session unpacks it)
   [ -f "$LOG/triton_cache.tgz" ] && split -b 15M "$LOG/triton_cache.tgz" "$OUT/triton_cache.tgz.part-"
   # no weights and no checkpoints being written (.NAME.XXXX.tmp); the .sha256 sidecars must come:
   # `mqarbench leaderboard submit` refuses results without them. Over 16 MiB it comes in parts.
@@ -31,7 +34,7 @@ fi
 export PYTHONUNBUFFERED=1 MQARBENCH_DATA_DIR="$PWD/mqar_data" TRITON_CACHE_DIR="$PWD/.triton" TRITON_CACHE_AUTOTUNING=1 FLA_CACHE_RESULTS=1
 python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 python3 -m pip install -q --no-deps --no-build-isolation -e . > /dev/null 2>&1
-[ -f .triton_cache.tgz ] && tar xzf .triton_cache.tgz
+if [ -f .triton_cache.txz ]; then tar xJf .triton_cache.txz; elif [ -f .triton_cache.tgz ]; then tar xzf .triton_cache.tgz; fi
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 500 >> "$LOG/gpu_util.csv" &
 T0=$(date +%s)
 step() { echo "$(( $(date +%s) - T0 ))s start $1" >> "$LOG/progress.txt"; }

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The GPU test suite (`pytest -m gpu`) on a fresh machine, in one call, with its wall time.
 #   OUT=gpu_out [LIMIT=540] bash benchmarks/gpu_tests.sh
-# Carry `.whl/` (the wheels of /work/shared/wheels or the `cuda` extra) and `.triton/`: the Triton
-# cache, whose autotuning results let flash-linear-attention and mamba_ssm skip minutes of
-# autotuning on the next fresh machine. Tests that autotune (marked triton_autotune) run last.
+# Carry `.whl/` (the wheels of /work/shared/wheels or the `cuda` extra) and the Triton cache
+# (`.triton/`, or `.triton_cache.txz` as gpu_session.sh describes), whose compiled kernels and
+# autotuning results let flash-linear-attention and mamba_ssm skip minutes on the next fresh machine. Tests that autotune (marked triton_autotune) run last.
 # Brings back: gpu_tests.log (with --durations=0), env.txt, wall_time.txt, triton_cache.tgz.
 set -u
 OUT="${OUT:-gpu_out}"; LIMIT="${LIMIT:-540}"; mkdir -p "$OUT" .triton
+[ -f .triton_cache.txz ] && tar xJf .triton_cache.txz
 export PYTHONUNBUFFERED=1 TRITON_CACHE_DIR="$PWD/.triton" TRITON_CACHE_AUTOTUNING=1 FLA_CACHE_RESULTS=1
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl > "$OUT/pip.log" 2>&1
