@@ -10,8 +10,8 @@
 # Phases run in order; PHASES="tests pack models matrix workers calibrate board" picks some
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
 # SUITE x SEEDS at small, default pythia,mamba x main x 3, one `mqarbench run` per model so that a
-# time limit loses one model's pack, not all; board:MODELS:SUITE:SEEDS[:ID+ID] overrides those three
-# for one phase, and picks runs). LANE2="..." runs more phases at the same time in a second process chain (the GPU is
+# time limit loses one model's pack, not all; board@MODELS@SUITE@SEEDS[@ID+ID] overrides those three
+# for one phase, and picks runs; @ since adapter refs hold colons). LANE2="..." runs more phases at the same time in a second process chain (the GPU is
 # shared; a board beside the tests). Logs in /tmp/session.
 set -u
 LOG=/tmp/session; mkdir -p "$LOG"
@@ -60,15 +60,15 @@ for phase in "$@"; do
               --out mqar_runs/workers --no-site > "$LOG/workers.log" 2>&1; rc=$?
              python3 benchmarks/bench_runner.py mqar_runs/workers > "$LOG/workers_summary.md" 2>&1
              tar czf "$LOG/worker_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' mqar_runs/workers;;
-    board|board:*)  # board:MODELS:SUITE:SEEDS[:ID+ID...] gives one lane its own matrix (or some of its
+    board|board@*)  # board@MODELS@SUITE@SEEDS[@ID+ID...] gives one lane its own matrix (or some of its
            # runs, as --only; fields left out: the env's)
-           IFS=: read -r _ models suite seeds only <<< "$phase"
+           IFS=@ read -r _ models suite seeds only <<< "$phase"
            models=${models:-$MODELS} suite=${suite:-${SUITE:-main}} seeds=${seeds:-${SEEDS:-3}}
            for model in ${models//,/ }; do
              echo "$(( $(date +%s) - T0 ))s board $model $suite x$seeds" >> "$LOG/progress.txt"
              timeout "${BOARD_LIMIT:-1200}" mqarbench run --model "$model" --suite "$suite" \
                --seeds "$seeds" ${only:+--only ${only//+/ }} --preset small --out mqar_runs/board --no-site \
-               > "$LOG/board-$model-$suite.log" 2>&1; rc=$?
+               > "$LOG/board-${model##*:}-$suite.log" 2>&1; rc=$?
              echo "$(( $(date +%s) - T0 ))s board $model $suite rc=$rc" >> "$LOG/progress.txt"
            done
            python3 benchmarks/bench_runner.py mqar_runs/board > "$LOG/board_summary.md" 2>&1;;  # a poll brings the runs
