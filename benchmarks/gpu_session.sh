@@ -10,9 +10,10 @@
 # Phases run in order; PHASES="tests pack models matrix workers calibrate board" picks some
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
 # SUITE x SEEDS at small, default pythia,mamba x main x 3, one `mqarbench run` per model so that a
-# time limit loses one model's pack, not all; board@MODELS@SUITE@SEEDS[@ID+ID] overrides those three
-# for one phase, and picks runs; @ since adapter refs hold colons). LANE2="..." runs more phases at the same time in a second process chain (the GPU is
-# shared; a board beside the tests). Logs in /tmp/session.
+# time limit loses one model's pack, not all; board@MODELS@SUITE@SEEDS[@ID+ID|@train=TASK+TASK] overrides
+# those three for one phase, and picks runs; @ since adapter refs hold colons). LANE2="..." runs
+# more phases at the same time in a second process chain (the GPU is shared; a board beside the
+# tests). Logs in /tmp/session.
 set -u
 LOG=/tmp/session; mkdir -p "$LOG"
 if [ "${1:-}" = poll ]; then
@@ -39,6 +40,8 @@ nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 5
 T0=$(date +%s)
 step() { echo "$(( $(date +%s) - T0 ))s start $1" >> "$LOG/progress.txt"; }
 done_() { echo "$(( $(date +%s) - T0 ))s done $1 rc=$2" >> "$LOG/progress.txt"; }
+# a board phase's last field: run ids (ID+ID, as --only) or train tasks (train=TASK+TASK, as --train)
+pick_runs() { case $1 in "") ;; train=*) local t=${1#train=}; echo "--train ${t//+/ }";; *) echo "--only ${1//+/ }";; esac; }
 lane() {
 for phase in "$@"; do
   step "$phase"
@@ -67,7 +70,7 @@ for phase in "$@"; do
            for model in ${models//,/ }; do
              echo "$(( $(date +%s) - T0 ))s board $model $suite x$seeds" >> "$LOG/progress.txt"
              timeout "${BOARD_LIMIT:-1200}" mqarbench run --model "$model" --suite "$suite" \
-               --seeds "$seeds" ${only:+--only ${only//+/ }} --preset small --out mqar_runs/board --no-site \
+               --seeds "$seeds" $(pick_runs "$only") --preset small --out mqar_runs/board --no-site \
                > "$LOG/board-${model##*:}-$suite.log" 2>&1; rc=$?
              echo "$(( $(date +%s) - T0 ))s board $model $suite rc=$rc" >> "$LOG/progress.txt"
            done

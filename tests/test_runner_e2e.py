@@ -227,3 +227,15 @@ def test_only_runs_the_named_runs_of_the_matrix(mini_env, capsys):
                       sweep("tiny", epochs=1), [0], Path("out"))
     assert main(args + ["--only", specs[1].run_id[:8]]) == 0
     assert [p.name for p in run_dirs(mini_env / "out")] == [specs[1].run_id]
+
+
+def test_train_runs_only_the_runs_trained_on_those_tasks(mini_env, capsys):
+    args = ["run", "--model", STANDIN, "--suite", "positional", "--preset", "tiny", "--epochs", "1",
+            "--out", "out", "--data-dir", "data", "--no-site"]
+    assert main(args + ["--train", "k2v2"]) == 2  # not a train task of this suite
+    err = capsys.readouterr().err
+    assert "--train k2v2: suite 'positional'" in err and "standard, last, shuffle" in err
+    assert not (mini_env / "out" / "runs").exists() or not run_dirs(mini_env / "out")
+    assert main(args + ["--train", "last"]) == 0
+    trained = [json.loads((p / "run.json").read_text())["train_task"] for p in run_dirs(mini_env / "out")]
+    assert trained == ["last"]

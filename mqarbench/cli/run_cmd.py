@@ -46,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "CPU); --pack 1 trains one run per process as before")
     p.add_argument("--only", nargs="+", metavar="RUN_ID",
                    help="run only these runs of the matrix (ids or unique prefixes, as `run` prints them)")
+    p.add_argument("--train", nargs="+", metavar="TASK",
+                   help="run only the runs trained on these tasks of the suite (e.g. k2v2 k4v8-shuffle)")
     p.add_argument("--no-site", action="store_true", help="skip building the leaderboard site")
     _common(p)
     p.set_defaults(func=cmd_run)
@@ -109,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _, results = run_suite(models, args.suite, preset=preset, sweep=hps, seeds=list(range(args.seeds)),
                            out_dir=out, data_dir=data, executor=args.executor, ray_address=args.ray_address,
                            workers_per_gpu=workers, allow_slow_kernels=args.allow_slow_kernels,
-                           only=args.only, pack=args.pack)
+                           only=args.only, pack=args.pack, train=args.train)
     for table in suite_tables(args.suite, results):
         console.print(table)
     if not args.no_site:

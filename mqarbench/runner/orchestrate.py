@@ -53,12 +53,23 @@ def select_runs(specs: list[RunSpec], ids: list[str]) -> list[RunSpec]:
     return chosen
 
 
+def select_train_tasks(specs: list[RunSpec], suite: str, tasks: list[str]) -> list[RunSpec]:
+    """The runs trained on ``tasks``; a task the suite does not train on is an error."""
+    offered = load_suite(suite).train_tasks()
+    for task in tasks:
+        if task not in offered:
+            raise UserError(f"--train {task}: suite {suite!r} trains on none such; "
+                            f"its train tasks: {', '.join(offered)}")
+    return [s for s in specs if s.train.task in tasks]
+
+
 def run_suite(models: list[str], suite: str, *, preset: str, sweep: list[HParams], seeds: list[int],
               out_dir: Path, data_dir: Path, executor: str = "local", ray_address: str | None = None,
               workers_per_gpu: int = 1, allow_slow_kernels: bool = False,
               console: Console | None = None, only: list[str] | None = None,
-              pack: int | None = None) -> tuple[list[RunSpec], pa.Table]:
-    """Build data, run every missing run of the matrix (or of its runs ``only``), return (runs, their results)."""
+              pack: int | None = None, train: list[str] | None = None) -> tuple[list[RunSpec], pa.Table]:
+    """Build data, run every missing run of the matrix (or of its runs ``only``, or those trained
+    on the tasks ``train``), return (runs, their results)."""
     console = console or Console(stderr=True)
     experiments = load_suite(suite).experiments
     n_tasks = len({t for e in experiments for t in (e.train, e.test)})
@@ -66,6 +77,8 @@ def run_suite(models: list[str], suite: str, *, preset: str, sweep: list[HParams
         data_task = bar.add_task(f"datasets ({preset})", total=n_tasks)
         datasets = suite_datasets(suite, preset, data_dir, lambda _t: bar.advance(data_task))
     specs = plan_runs(models, suite, preset, datasets, sweep, seeds, out_dir, allow_slow_kernels)
+    if train:
+        specs = select_train_tasks(specs, suite, train)
     if only:
         specs = select_runs(specs, only)
     todo = [s for s in specs if not is_finished(s)]
