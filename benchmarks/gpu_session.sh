@@ -63,8 +63,8 @@ for phase in "$@"; do
               --out mqar_runs/workers --no-site > "$LOG/workers.log" 2>&1; rc=$?
              python3 benchmarks/bench_runner.py mqar_runs/workers > "$LOG/workers_summary.md" 2>&1
              tar czf "$LOG/worker_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' mqar_runs/workers;;
-    board|board@*)  # board@MODELS@SUITE@SEEDS[@ID+ID...] gives one lane its own matrix (or some of its
-           # runs, as --only; fields left out: the env's)
+    board|board@*)  # board@MODELS@SUITE@SEEDS[@PICK] gives one lane its own matrix, or the runs PICK
+           # names (pick_runs); fields left out: the env's
            IFS=@ read -r _ models suite seeds only <<< "$phase"
            models=${models:-$MODELS} suite=${suite:-${SUITE:-main}} seeds=${seeds:-${SEEDS:-3}}
            for model in ${models//,/ }; do
