@@ -23,7 +23,7 @@ from mqarbench.errors import UserError
 from mqarbench.io import write_text_atomic
 from mqarbench.leaderboard.boards import Score, build_boards
 from mqarbench.leaderboard.sources import load_entries
-from mqarbench.paths import REPO_ROOT
+from mqarbench.paths import REPO_ROOT, usable_dir
 
 Cell = paper.Cell
 Scores = dict[str, dict[Cell, Score]]  # model -> (train, test) -> score over seeds
@@ -348,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="dataset cache (default: $MQARBENCH_DATA_DIR or ./mqar_data)")
     args = parser.parse_args(argv)
     try:
-        current, *earlier = load_boards(args.submissions, args.preset, args.data_dir)
+        data_dir = usable_dir(args.data_dir, "--data-dir") if args.data_dir else None
+        current, *earlier = load_boards(args.submissions, args.preset, data_dir)
         command = "python -m mqarbench.analysis.reproduction" + (
             f" --preset {args.preset}" if args.preset != "small" else "")
         write_text_atomic(args.out, render(current, command, earlier))

@@ -53,14 +53,13 @@ def select_runs(specs: list[RunSpec], ids: list[str]) -> list[RunSpec]:
     return chosen
 
 
-def select_train_tasks(specs: list[RunSpec], suite: str, tasks: list[str]) -> list[RunSpec]:
-    """The runs trained on ``tasks``; a task the suite does not train on is an error."""
+def check_train_tasks(suite: str, tasks: list[str]) -> None:
+    """A task the suite does not train on is an error (raised before any data is built)."""
     offered = load_suite(suite).train_tasks()
     for task in tasks:
         if task not in offered:
             raise UserError(f"--train {task}: suite {suite!r} trains on none such; "
                             f"its train tasks: {', '.join(offered)}")
-    return [s for s in specs if s.train.task in tasks]
 
 
 def run_suite(models: list[str], suite: str, *, preset: str, sweep: list[HParams], seeds: list[int],
@@ -71,6 +70,8 @@ def run_suite(models: list[str], suite: str, *, preset: str, sweep: list[HParams
     """Build data, run every missing run of the matrix (or of its runs ``only``, or those trained
     on the tasks ``train``), return (runs, their results)."""
     console = console or Console(stderr=True)
+    if train:
+        check_train_tasks(suite, train)
     experiments = load_suite(suite).experiments
     n_tasks = len({t for e in experiments for t in (e.train, e.test)})
     with progress_bar(console) as bar:
@@ -78,7 +79,7 @@ def run_suite(models: list[str], suite: str, *, preset: str, sweep: list[HParams
         datasets = suite_datasets(suite, preset, data_dir, lambda _t: bar.advance(data_task))
     specs = plan_runs(models, suite, preset, datasets, sweep, seeds, out_dir, allow_slow_kernels)
     if train:
-        specs = select_train_tasks(specs, suite, train)
+        specs = [s for s in specs if s.train.task in train]
     if only:
         specs = select_runs(specs, only)
     todo = [s for s in specs if not is_finished(s)]
