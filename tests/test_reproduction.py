@@ -162,3 +162,10 @@ def test_no_results_at_a_preset_is_one_user_error(tmp_path, capsys):
     assert not (tmp_path / "x.md").exists()
     with pytest.raises(UserError):
         rep.load_measured(Path(tmp_path), "paper")
+
+
+def test_a_data_dir_that_is_a_file_is_one_user_error(tmp_path, capsys):
+    not_a_dir = tmp_path / "data"
+    not_a_dir.write_text("")
+    assert rep.main(["--data-dir", str(not_a_dir), "--out", str(tmp_path / "x.md")]) == 2
+    assert "--data-dir" in capsys.readouterr().err and not (tmp_path / "x.md").exists()
