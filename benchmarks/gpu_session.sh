@@ -3,10 +3,9 @@
 # the pack throughput benchmark, model step benchmarks, and the packed vs 8-worker run matrices.
 #   setsid nohup bash benchmarks/gpu_session.sh > /tmp/session/driver.log 2>&1 &
 #   later: bash benchmarks/gpu_session.sh poll     (copies the logs so far into $OUT)
-# Carry .whl (the wheels) and the Triton cache a poll brought back, slimmed to what a cache hit
-# reads (cubin, json, so) and xz-compressed so that it fits beside the wheels in the 64 MiB carry:
-#   cat triton_cache.tgz.part-* | tar xz && find .triton -type f \( -name '*.ttir' -o -name '*.ttgir' \
-#     -o -name '*.ptx' -o -name '*.llir' -o -name '*.source' \) -delete && tar cJf .triton_cache.txz .triton
+# Carry .whl (the wheels) and the Triton cache a `POLL_CACHE=1 ... poll` brought back (slimmed to
+# what a cache hit reads and xz-compressed by triton_cache_out.sh, so that it fits beside the
+# wheels in the 64 MiB carry):  cat triton_cache.txz.part-* > .triton_cache.txz
 # Phases run in order; PHASES="tests pack models matrix workers calibrate board" picks some
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
 # SUITE x SEEDS at small, default pythia,mamba x main x 3, one `mqarbench run` per model so that a
@@ -20,9 +19,8 @@ if [ "${1:-}" = poll ]; then
   cat "$LOG/progress.txt" 2>/dev/null; for f in $(ls -t "$LOG"/*.log "$LOG"/*.md 2>/dev/null | head -2); do echo "== $f"; tail -n 6 "$f"; done
   for f in mqar_runs/cal/*.log; do [ -f "$f" ] && echo "== $f" && tail -n 2 "$f"; done
   tar czf "$OUT/session.tgz" --exclude=triton_cache.tgz -C "$LOG" . 2>/dev/null
-  # the device brings back files of at most 16 MiB: a larger cache comes in parts
-  # (slimmed here as the header says, the next session unpacks it)
-  [ -f "$LOG/triton_cache.tgz" ] && split -b 15M "$LOG/triton_cache.tgz" "$OUT/triton_cache.tgz.part-"
+  # POLL_CACHE=1: the Triton cache as it is now, slimmed, in parts (triton_cache_out.sh)
+  [ "${POLL_CACHE:-0}" = 1 ] && bash benchmarks/triton_cache_out.sh "$OUT"
   # no weights and no checkpoints being written (.NAME.XXXX.tmp); the .sha256 sidecars must come:
   # `mqarbench leaderboard submit` refuses results without them. Over 16 MiB it comes in parts.
   [ -d mqar_runs/board ] && tar czf /tmp/board_runs.tgz --exclude='*.pt' --exclude='*.npz' \
@@ -48,8 +46,7 @@ for phase in "$@"; do
   case $phase in
     # SIGINT, so that pytest prints its summary (which tests failed) when the limit stops it
     tests) timeout -s INT "${TEST_LIMIT:-420}" python3 -m pytest -m "${TEST_MARK:-gpu}" -v -rs --durations=0 ${TEST_ARGS:-tests/} > "$LOG/gpu_tests.log" 2>&1
-           rc=$?; cp "$LOG/gpu_tests.log" "$LOG/current.log"
-           tar czf "$LOG/triton_cache.tgz" .triton 2>/dev/null;;  # a poll can bring the autotuned cache back now
+           rc=$?; cp "$LOG/gpu_tests.log" "$LOG/current.log";;
     pack) timeout 300 python3 benchmarks/bench_pack.py --models mamba,pythia --packs 1,8,16 > "$LOG/bench_pack.md" 2>&1
           rc=$?; cp "$LOG/bench_pack.md" "$LOG/current.log";;
     models) { timeout 300 python3 benchmarks/bench_models.py --preset small --family mamba --family mamba2 --family fla
@@ -87,5 +84,4 @@ MODELS="${MODELS:-pythia,mamba}"
 [ -n "${LANE2:-}" ] && { lane $LANE2 & }
 lane ${PHASES:-tests pack models matrix workers}
 wait
-tar czf "$LOG/triton_cache.tgz" .triton 2>/dev/null
 echo "$(( $(date +%s) - T0 ))s all done" >> "$LOG/progress.txt"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Bring the Triton cache back from a device call: only what a cache hit reads (cubin, json with
+# the autotuning results, so), xz-compressed, in 15 MiB parts (the device returns files of at most
+# 16 MiB). The next call carries it as .triton_cache.txz:  cat triton_cache.txz.part-* > .triton_cache.txz
+#   bash benchmarks/triton_cache_out.sh "$OUT"
+set -u
+dest=${1:?usage: triton_cache_out.sh DEST_DIR}
+[ -d .triton ] || exit 0
+find .triton -type f \( -name '*.cubin' -o -name '*.json' -o -name '*.so' \) -print0 \
+  | tar --null -T - -cf - | xz -T0 -6 > /tmp/triton_cache.txz \
+  && split -b 15M /tmp/triton_cache.txz "$dest/triton_cache.txz.part-"
