@@ -22,6 +22,7 @@ from mqarbench.analysis import paper_numbers as paper
 from mqarbench.errors import UserError
 from mqarbench.io import write_text_atomic
 from mqarbench.leaderboard.boards import Score, build_boards
+from mqarbench.leaderboard.shortcut import ShortcutScore
 from mqarbench.leaderboard.sources import load_entries
 from mqarbench.paths import REPO_ROOT, usable_dir
 
@@ -285,6 +286,57 @@ def _table3(measured: Measured) -> list[str]:
     return lines + [""]
 
 
+def _reading(ratio: float | None, shortcut: str, missing: str) -> str:
+    """A transfer ratio in words; the cut points are the README's reading of the shortcut score."""
+    if ratio is None:
+        return missing
+    if ratio >= 0.8:
+        return f"{ratio:.2f}: recall survives the change (no {shortcut} shortcut)"
+    if ratio <= 0.5:
+        return f"{ratio:.2f}: leans on the {shortcut} shortcut"
+    return f"{ratio:.2f}: partly leans on the {shortcut} shortcut"
+
+
+def _new_models(measured: Measured) -> list[str]:
+    """Models on the board beyond the paper's seven, beside mamba, with their shortcut scores."""
+    new = sorted(m for m in measured.scores if m not in paper.TABLE3)
+    if not new:
+        return []
+    rows = [m for m in ("mamba", "pythia") if m in measured.scores] + new
+    lines = ["## Today's recurrent models", "",
+             "Not in the paper: the current generation of recurrent models, trained exactly as the "
+             "baselines (same preset, sweep and seeds). Table 3's columns, then the shortcut "
+             "score (README, \"Shortcut score\"): positional = mean(Std-Last, Std-Shuffle) / "
+             "Shuffle; n-gram = (k1v1 -> k2v2) / (k2v2 in-domain); near 1 the model recalls from "
+             "its context, near 0 it leans on the shortcut.", "",
+             "| model | " + " | ".join(paper.TABLE3_COLUMNS) + " | positional | n-gram |",
+             "| --- |" + " --- |" * (len(COLUMNS) + 2)]
+    ratios = {}
+    for model in rows:
+        scores = measured.scores[model]
+        ratios[model] = ShortcutScore.of(lambda train, test: scores.get((train, test)))
+        r = ratios[model]
+        cells = [fmt(scores.get(c)) for c in COLUMNS] + [
+            "–" if x is None else f"{x:.2f}" for x in (r.positional, r.ngram)]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    lines += ["", "What they show (computed from the table; ratios of means, so a ratio inherits "
+              "the spread of its cells):", ""]
+    for model in new:
+        r = ratios[model]
+        shuffle = measured.scores[model].get(paper.TABLE3_COLUMNS["Shuffle"])
+        if shuffle is None or shuffle.mean < 50:
+            lines.append(f"- {model}: in-domain Shuffle {fmt(shuffle)}; below 50 the positional "
+                         "ratio says little (the model does not learn the task at this size).")
+            continue
+        lines.append(f"- {model}: positional {_reading(r.positional, 'positional', 'not measured')}; "
+                     f"n-gram {_reading(r.ngram, 'n-gram', 'not measured (the ngram suite did not run)')}.")
+    if "mamba" in ratios:
+        r = ratios["mamba"]
+        lines.append(f"- for comparison, mamba: positional {_reading(r.positional, 'positional', 'not measured')}; "
+                     f"n-gram {_reading(r.ngram, 'n-gram', 'not measured')}.")
+    return lines + [""]
+
+
 def _earlier(boards: Sequence[Measured]) -> list[str]:
     lines = []
     for board in boards:
@@ -332,7 +384,8 @@ def render(measured: Measured, command: str, earlier: Sequence[Measured] = ()) -
         said = "not stated" if block is None else f"block {block}"
         ours = " / ".join(f"{s:.1f}" for s in shares[train]) if train in shares else "not run"
         lines.append(f"| {train} | {said} | {ours} |")
-    lines += ["", "## Where the numbers come from", ""]
+    lines += [""] + _new_models(measured)
+    lines += ["## Where the numbers come from", ""]
     lines += [f"- {model}: {src}" for model, src in sorted(measured.sources.items())]
     if earlier:
         lines += [""] + _earlier(earlier)
