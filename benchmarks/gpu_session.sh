@@ -44,9 +44,8 @@ lane() {
 for phase in "$@"; do
   step "$phase"
   case $phase in
-    # SIGINT, so that pytest prints its summary (which tests failed) when the limit stops it
-    tests) timeout -s INT "${TEST_LIMIT:-420}" python3 -m pytest -m "${TEST_MARK:-gpu}" -v -rs --durations=0 ${TEST_ARGS:-tests/} > "$LOG/gpu_tests.log" 2>&1
-           rc=$?; cp "$LOG/gpu_tests.log" "$LOG/current.log";;
+    tests) OUT="$LOG" LIMIT="${TEST_LIMIT:-420}" IN_SESSION=1 GROUP_LOGS="$LOG" bash benchmarks/gpu_tests.sh > "$LOG/gpu_tests_summary.txt" 2>&1
+           rc=$?; cp "$LOG/gpu_tests.log" "$LOG/current.log";;  # its kernel-family groups run in parallel
     pack) timeout 300 python3 benchmarks/bench_pack.py --models mamba,pythia --packs 1,8,16 > "$LOG/bench_pack.md" 2>&1
           rc=$?; cp "$LOG/bench_pack.md" "$LOG/current.log";;
     models) { timeout 300 python3 benchmarks/bench_models.py --preset small --family mamba --family mamba2 --family fla

@@ -2,27 +2,59 @@
 # The GPU test suite (`pytest -m gpu`) on a fresh machine, in one call, with its wall time.
 #   OUT=gpu_out [LIMIT=480] bash benchmarks/gpu_tests.sh
 # Carry `.whl/` (the wheels of /work/shared/wheels or the `cuda` extra) and the Triton cache
-# (`.triton/`, or `.triton_cache.txz` as gpu_session.sh describes), whose compiled kernels and
-# autotuning results let flash-linear-attention and mamba_ssm skip minutes on the next fresh machine. Tests that autotune (marked triton_autotune) run last.
-# Brings back: gpu_tests.log (with --durations=0), env.txt, wall_time.txt, triton_cache.txz.part-*.
+# (`.triton_cache.txz`, see triton_cache_out.sh), whose compiled kernels and autotuning results
+# let flash-linear-attention and mamba_ssm skip minutes on the next fresh machine.
+# Triton compiles on one CPU core per process, so the tests that compile and autotune (marked
+# triton_autotune) run in parallel processes, one per kernel family, beside the quick ones; each
+# group is a plain pytest run with its own log. The groups cover every GPU test exactly once
+# (checked on CPU: GROUPS_ONLY=1 bash benchmarks/gpu_tests.sh lists each group's tests).
+# Brings back: gpu_tests.log (every group's log), env.txt, wall_time.txt, triton_cache.txz.part-*.
 set -u
-OUT="${OUT:-gpu_out}"; LIMIT="${LIMIT:-480}"; mkdir -p "$OUT" .triton
-[ -f .triton_cache.txz ] && tar xJf .triton_cache.txz
+OUT="${OUT:-gpu_out}"; LIMIT="${LIMIT:-480}"; mkdir -p "$OUT"
+AUTOTUNE="gpu and triton_autotune"
+TEST_GROUPS=("quick|gpu and not triton_autotune|"
+        "rwkv7|$AUTOTUNE|rwkv7"
+        "gla|$AUTOTUNE|gla"
+        "delta|$AUTOTUNE|delta"
+        "others|$AUTOTUNE|not rwkv7 and not gla and not delta")
+pytest_group() {  # NAME MARK KEYWORDS [pytest args...]
+  local name=$1 mark=$2 kw=$3; shift 3
+  python3 -m pytest -p no:cacheprovider -m "$mark" ${kw:+-k "$kw"} --basetemp="/tmp/gpu_tests_$name" "$@" tests/
+}
+if [ "${GROUPS_ONLY:-0}" = 1 ]; then
+  for g in "${TEST_GROUPS[@]}"; do IFS='|' read -r name mark kw <<< "$g"
+    pytest_group "$name" "$mark" "$kw" --collect-only -q -o addopts= 2>/dev/null | grep '::' | sed "s/^/$name /"; done
+  exit 0
+fi
+# IN_SESSION=1 (gpu_session.sh's "tests" phase): the session has installed and unpacked already,
+# and brings the cache back itself
+in_session=${IN_SESSION:-0}; logs=${GROUP_LOGS:-/tmp}  # the groups' own logs, while they run
+[ "$in_session" = 0 ] && [ -f .triton_cache.txz ] && { mkdir -p .triton; tar xJf .triton_cache.txz; }
 export PYTHONUNBUFFERED=1 TRITON_CACHE_DIR="$PWD/.triton" TRITON_CACHE_AUTOTUNING=1 FLA_CACHE_RESULTS=1
-if ls .whl/*.whl >/dev/null 2>&1; then
+if [ "$in_session" = 0 ] && ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl > "$OUT/pip.log" 2>&1
   export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
-python3 -m pip install -q --no-deps --no-build-isolation -e . >> "$OUT/pip.log" 2>&1  # the entry points
+[ "$in_session" = 0 ] && python3 -m pip install -q --no-deps --no-build-isolation -e . >> "$OUT/pip.log" 2>&1  # entry points
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"
   python3 -c "import fla, mamba_ssm, causal_conv1d; print('fla', fla.__version__, 'mamba_ssm', mamba_ssm.__version__)" 2>&1
-  echo "triton cache files before: $(find .triton -type f | wc -l)"; } > "$OUT/env.txt" 2>&1
+  echo "triton cache files before: $(find .triton -type f 2>/dev/null | wc -l)"; } > "$OUT/env.txt" 2>&1
 START=$(date +%s)
-timeout -s INT "$LIMIT" python3 -m pytest -m gpu -v -rs --durations=0 tests/ > "$OUT/gpu_tests.log" 2>&1
-RC=$?
-echo "pytest -m gpu: rc=$RC in $(( $(date +%s) - START ))s (limit ${LIMIT}s)" | tee "$OUT/wall_time.txt"
-# the whole cache: compiled kernels and autotuning results, for the next fresh machine
-bash benchmarks/triton_cache_out.sh "$OUT"
-tail -n 30 "$OUT/gpu_tests.log"
+for g in "${TEST_GROUPS[@]}"; do IFS='|' read -r name mark kw <<< "$g"
+  # SIGINT at the limit, so that pytest still prints which tests passed, failed or were cut
+  ( timeout -s INT "$LIMIT" bash -c "$(declare -f pytest_group); pytest_group '$name' '$mark' '$kw' -v -rs --durations=0" \
+      > "$logs/gpu_tests_$name.log" 2>&1; echo $? > "$logs/gpu_tests_$name.rc" ) &
+done
+wait
+RC=0; : > "$OUT/gpu_tests.log"
+for g in "${TEST_GROUPS[@]}"; do name=${g%%|*}; rc=$(cat "$logs/gpu_tests_$name.rc")
+  [ "$rc" = 5 ] && rc=0  # no test of the group collected (e.g. none left after a marker change)
+  [ "$rc" != 0 ] && RC=$rc
+  { echo "===== group $name: rc=$rc"; cat "$logs/gpu_tests_$name.log"; } >> "$OUT/gpu_tests.log"
+  echo "group $name: rc=$rc, $(grep -E '^=+ .*(passed|failed|skipped|error).* in ' "$logs/gpu_tests_$name.log" | tail -1)"
+done | tee "$OUT/wall_time.txt"
+echo "pytest -m gpu: rc=$RC in $(( $(date +%s) - START ))s (limit ${LIMIT}s per group)" | tee -a "$OUT/wall_time.txt"
+# compiled kernels and autotuning results, for the next machine
+[ "$in_session" = 0 ] && bash benchmarks/triton_cache_out.sh "$OUT"
 exit $RC

@@ -1,0 +1,32 @@
+"""benchmarks/gpu_tests.sh runs the GPU suite as parallel groups: together they must hold every
+GPU test exactly once, or a new test would silently never run on the GPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def collected(args: list[str]) -> list[str]:
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if "::" in line]
+
+
+def test_gpu_test_groups_cover_every_gpu_test_exactly_once():
+    env = {**os.environ, "GROUPS_ONLY": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    listing = subprocess.run(["bash", "benchmarks/gpu_tests.sh"], cwd=ROOT, env=env, capture_output=True,
+                             text=True, check=True).stdout.splitlines()
+    groups = Counter(line.split(" ", 1)[0] for line in listing)
+    tests = Counter(line.split(" ", 1)[1] for line in listing)
+    assert set(groups) == {"quick", "rwkv7", "gla", "delta", "others"} and min(groups.values()) >= 1
+    assert [t for t, n in tests.items() if n > 1] == []
+    assert set(tests) == set(collected(["-m", "gpu", "tests/"]))
+    # the slow ones (Triton autotuning) are never in the quick group
+    slow = set(collected(["-m", "gpu and triton_autotune", "tests/"]))
+    assert slow and not slow & {line.split(" ", 1)[1] for line in listing if line.startswith("quick ")}
