@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mqarbench.models import SplitLM
+from mqarbench import kernels
 from mqarbench.kernels import KernelChoice
 from mqarbench.kernels.causal_conv import conv_impl
 
@@ -24,7 +25,7 @@ State = dict[str, torch.Tensor]
 
 def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     """bf16/fp16 -> fp32; fp64 stays fp64 (exact tests)."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
+    return kernels.at_least_fp32(x)[0]
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

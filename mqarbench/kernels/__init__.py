@@ -71,3 +71,13 @@ def slow_paths(module: torch.nn.Module) -> list[str]:
         return []
     return [f"{op}: {choice.missing or 'reference path forced'}"
             for op, choice in sorted(kernel_choices(module).items()) if not choice.fast]
+
+
+def at_least_fp32(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """All in one dtype for a reference computation: bf16/fp16 inputs are computed in fp32; if any
+    input is fp64, all are (exact parity tests, and a caller mixing fp32 activations with an fp64
+    gate)."""
+    dtype = torch.float32
+    for t in tensors:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return [t.to(dtype) for t in tensors]

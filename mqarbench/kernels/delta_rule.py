@@ -15,9 +15,8 @@ from typing import Callable
 
 import torch
 
-from mqarbench.kernels import KernelChoice
+from mqarbench.kernels import KernelChoice, at_least_fp32
 from mqarbench.kernels.fla_ops import choose, fla_op
-from mqarbench.kernels.rwkv import _at_least_fp32
 
 DeltaFn = Callable[..., torch.Tensor]
 
@@ -40,8 +39,8 @@ def delta_step(state: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
 def delta_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor,
                     g: torch.Tensor | None, scale: float) -> torch.Tensor:
     """One step at a time in fp32 or wider; g None is DeltaNet (no forgetting)."""
-    q, k, v, beta = _at_least_fp32(q, k, v, beta)
-    g = None if g is None else _at_least_fp32(g)[0]
+    q, k, v, beta = at_least_fp32(q, k, v, beta)
+    g = None if g is None else at_least_fp32(g)[0]
     batch, length, heads, width = q.shape
     state = q.new_zeros(batch, heads, width, v.shape[-1])  # (B, H, K, V)
     outputs = []

@@ -12,9 +12,9 @@ from typing import Callable
 
 import torch
 
-from mqarbench.kernels import KernelChoice
+from mqarbench.kernels import KernelChoice, at_least_fp32
 from mqarbench.kernels.fla_ops import choose, fla_op
-from mqarbench.kernels.rwkv import _at_least_fp32, wkv6_chunked
+from mqarbench.kernels.rwkv import wkv6_chunked
 
 GlaFn = Callable[..., torch.Tensor]
 
@@ -29,7 +29,7 @@ def gla_step(state: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Ten
 def gla_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
                   scale: float) -> torch.Tensor:
     """One step at a time in fp32 or wider: slow, obviously right; the test reference."""
-    q, k, v, g = _at_least_fp32(q, k, v, g)
+    q, k, v, g = at_least_fp32(q, k, v, g)
     batch, length, heads, width = q.shape
     state = q.new_zeros(batch, heads, width, v.shape[-1])
     outputs = []
@@ -44,7 +44,7 @@ def gla_chunked(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tens
     """GLA is RWKV-6's WKV with r = q exp(g), w = g and no bonus, plus the current token's
     own term (q . k) v: q_t S_t = (q_t exp(g_t)) S'_{t-1} + (q_t . k_t) v_t, where S' is
     RWKV-6's state (it excludes token t). exp(g) <= 1, so nothing overflows."""
-    q, k, v, g = _at_least_fp32(q, k, v, g)
+    q, k, v, g = at_least_fp32(q, k, v, g)
     q = q * scale
     no_bonus = q.new_zeros(q.shape[2], q.shape[3])  # (H, K)
     past = wkv6_chunked(q * g.exp(), k, v, g, no_bonus)

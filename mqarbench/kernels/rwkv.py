@@ -14,26 +14,17 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from mqarbench.kernels import KernelChoice, use_reference
+from mqarbench.kernels import KernelChoice, at_least_fp32, use_reference
 
 WkvFn = Callable[..., torch.Tensor]
 CHUNK = 16
-
-
-def _at_least_fp32(*tensors: torch.Tensor) -> list[torch.Tensor]:
-    """All in one dtype: bf16/fp16 inputs are computed in fp32; if any input is fp64, all are
-    (exact parity tests, and a caller mixing fp32 activations with an fp64 gate)."""
-    dtype = torch.float32
-    for t in tensors:
-        dtype = torch.promote_types(dtype, t.dtype)
-    return [t.to(dtype) for t in tensors]
 
 
 def wkv6_recurrent(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor,
                    u: torch.Tensor) -> torch.Tensor:
     """One step at a time in fp32 or wider: slow, obviously right; the test reference."""
     batch, length, heads, width = r.shape
-    r, k, v, w, u = _at_least_fp32(r, k, v, w, u)
+    r, k, v, w, u = at_least_fp32(r, k, v, w, u)
     state = r.new_zeros(batch, heads, width, v.shape[-1])  # (B, H, K, V)
     outputs = []
     for t in range(length):
@@ -54,7 +45,7 @@ def wkv6_chunked(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Ten
     """
     batch, length, heads, width = r.shape
     pad = (-length) % chunk
-    r, k, v, w, u = _at_least_fp32(r, k, v, w, u)
+    r, k, v, w, u = at_least_fp32(r, k, v, w, u)
     if pad:  # zero keys/values and zero decay leave the state and earlier outputs unchanged
         r, k, v, w = (F.pad(t, (0, 0, 0, 0, 0, pad)) for t in (r, k, v, w))
     n_chunks = r.shape[1] // chunk

@@ -14,9 +14,8 @@ from typing import Callable
 
 import torch
 
-from mqarbench.kernels import KernelChoice
+from mqarbench.kernels import KernelChoice, at_least_fp32
 from mqarbench.kernels.fla_ops import choose, fla_op
-from mqarbench.kernels.rwkv import _at_least_fp32
 
 Rwkv7Fn = Callable[..., torch.Tensor]
 LOG_DECAY_MIN = -math.exp(-0.5)  # RWKV-7 keeps exp(w) in [exp(-e^-0.5), 1) = [0.545, 1)
@@ -35,7 +34,7 @@ def rwkv7_step(state: torch.Tensor, r: torch.Tensor, w: torch.Tensor, k: torch.T
 def rwkv7_recurrent(r: torch.Tensor, w: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                     a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """One step at a time in fp32 or wider: exact; the CPU path and the test reference."""
-    r, w, k, v, a, b = _at_least_fp32(r, w, k, v, a, b)
+    r, w, k, v, a, b = at_least_fp32(r, w, k, v, a, b)
     batch, length, heads, width = r.shape
     state = r.new_zeros(batch, heads, width, v.shape[-1])  # (B, H, K, V)
     outputs = []

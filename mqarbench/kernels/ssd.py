@@ -15,9 +15,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from mqarbench.kernels import KernelChoice
+from mqarbench.kernels import KernelChoice, at_least_fp32
 from mqarbench.kernels.fla_ops import choose
-from mqarbench.kernels.rwkv import _at_least_fp32
 
 CHUNK = 64  # the reference's chunk; mamba_ssm's kernel takes its own (Mamba2's default, 256)
 KERNEL_CHUNK = 256
@@ -45,7 +44,7 @@ def _softplus_dt(dt_raw: torch.Tensor, dt_bias: torch.Tensor) -> torch.Tensor:
 def ssd_recurrent(x: torch.Tensor, dt_raw: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                   c: torch.Tensor, d: torch.Tensor, dt_bias: torch.Tensor) -> torch.Tensor:
     """One step at a time in fp32 or wider: slow, obviously right; the test reference."""
-    x, dt_raw, a, b, c, d, dt_bias = _at_least_fp32(x, dt_raw, a, b, c, d, dt_bias)
+    x, dt_raw, a, b, c, d, dt_bias = at_least_fp32(x, dt_raw, a, b, c, d, dt_bias)
     dt = _softplus_dt(dt_raw, dt_bias)
     batch, length, heads, width = x.shape
     state = x.new_zeros(batch, heads, width, b.shape[-1])  # (B, H, P, N)
@@ -74,7 +73,7 @@ def ssd_chunked(x: torch.Tensor, dt_raw: torch.Tensor, a: torch.Tensor, b: torch
                 chunk: int = CHUNK) -> torch.Tensor:
     """The same scan, a chunk at a time: within a chunk the quadratic (attention-like) form
     y_i = sum_{j<=i} (C_i . B_j) exp(sum_{j<m<=i} dt_m A) dt_j x_j, across chunks the state."""
-    x, dt_raw, a, b, c, d, dt_bias = _at_least_fp32(x, dt_raw, a, b, c, d, dt_bias)
+    x, dt_raw, a, b, c, d, dt_bias = at_least_fp32(x, dt_raw, a, b, c, d, dt_bias)
     batch, length, heads, width = x.shape
     dt = _softplus_dt(dt_raw, dt_bias)  # (B, T, H)
     b, c = _heads(b, heads), _heads(c, heads)  # (B, T, H, N)
