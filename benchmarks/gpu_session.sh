@@ -6,7 +6,7 @@
 # Carry .whl (the wheels) and the Triton cache a `POLL_CACHE=1 ... poll` brought back (slimmed to
 # what a cache hit reads and xz-compressed by triton_cache_out.sh, so that it fits beside the
 # wheels in the 64 MiB carry):  cat triton_cache.txz.part-* > .triton_cache.txz
-# Phases run in order; PHASES="tests pack models matrix workers calibrate board" picks some
+# Phases run in order; PHASES="tests pack models epoch matrix workers calibrate board" picks some
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
 # SUITE x SEEDS at small, default pythia,mamba x main x 3, one `mqarbench run` per model so that a
 # time limit loses one model's pack, not all; board@MODELS@SUITE@SEEDS[@ID+ID|@train=TASK+TASK] overrides
@@ -51,6 +51,9 @@ for phase in "$@"; do
     models) { timeout 300 python3 benchmarks/bench_models.py --preset small --family mamba --family mamba2 --family fla
               timeout 400 python3 benchmarks/bench_models.py --preset paper --family mamba --family mamba2 --family fla; } > "$LOG/bench_models.md" 2>&1
             rc=$?; cp "$LOG/bench_models.md" "$LOG/current.log";;
+    epoch) for task in k4v8-shuffle k2v2; do  # the paper's headline rows: measured epoch times
+             timeout 600 python3 benchmarks/bench_epoch.py --models mamba,global_mamba --task $task --preset paper
+           done > "$LOG/bench_epoch.md" 2>&1; rc=$?; cp "$LOG/bench_epoch.md" "$LOG/current.log";;
     matrix) timeout 1500 mqarbench run --model mamba --suite main --seeds 3 --preset small --out mqar_runs/packed \
               --no-site > "$LOG/matrix.log" 2>&1; rc=$?
             python3 benchmarks/bench_runner.py mqar_runs/packed > "$LOG/matrix_summary.md" 2>&1

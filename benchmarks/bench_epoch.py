@@ -1,0 +1,101 @@
+"""Time per training epoch of a task at a preset, measured bucket by bucket with the runner's step.
+
+    python benchmarks/bench_epoch.py --models mamba,global_mamba --task k4v8-shuffle --preset paper
+
+For each model: the real training split of ``--task`` (built or reused in ``--data-dir``), the
+model at the preset's size, and the runner's own training step (``Member.step``: labelled
+positions only, bf16 autocast, clipping, AdamW) at the preset's batch size. Each length bucket is
+timed separately (``--steps`` steps after 3 warm-up steps), and the epoch is the sum over buckets
+of (batches in the bucket) x (its measured step): exact batch counts, measured step times, no
+assumption that time per token is the same at every length. Evaluation is left out. Prints a
+Markdown table per model and one summary line with the run's projected hours (x epochs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mqarbench.data import build_dataset
+from mqarbench.models.registry import load_adapter
+from mqarbench.runner.hparams import sweep
+from mqarbench.runner.plan import plan_run
+from mqarbench.runner.train import Member, TrainData
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bucket_step_s(member: Member, bucket: int, steps: int, warmup: int = 3) -> float:
+    """Mean seconds of one training step on batches of ``bucket`` (rows cycled through it)."""
+    size, batch = member.data.sizes[bucket], member.spec.hparams.batch_size
+    rows = [np.arange(i * batch, (i + 1) * batch) % size for i in range(warmup + steps)]
+    member.plan, member.cursor = [(bucket, r) for r in rows], 0
+    for _ in range(warmup):
+        member.step()
+    sync(member.device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        member.step()
+    sync(member.device)
+    return (time.perf_counter() - t0) / steps
+
+
+def epoch_table(model: str, task: str, preset: str, data_dir: Path, steps: int,
+                device: torch.device) -> tuple[list[str], float]:
+    """Markdown rows per bucket and the epoch's seconds."""
+    adapter = load_adapter(model)
+    ds = build_dataset(task, preset, data_dir)
+    hp = sweep(preset)[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = plan_run(adapter, model, ds, [], preset, hp, 0, Path(tmp))
+        data = TrainData.load(spec, device)
+        torch.manual_seed(0)
+        net = adapter.build(preset, spec.vocab_size, spec.max_len).to(device)
+        member = Member(spec, net, data, device)
+        member.begin_epoch()
+        rows, epoch_s = [], 0.0
+        for bucket, (ids, _) in enumerate(data.buckets):
+            batches = -(-data.sizes[bucket] // hp.batch_size)
+            step_s = bucket_step_s(member, bucket, steps)
+            epoch_s += batches * step_s
+            rows.append(f"| {model} | {ids.shape[1]} | {data.sizes[bucket]:,} | {batches:,} | "
+                        f"{1e3 * step_s:.1f} | {batches * step_s:,.1f} |")
+    return rows, epoch_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="mamba,global_mamba")
+    parser.add_argument("--task", default="k4v8-shuffle")
+    parser.add_argument("--preset", default="paper", choices=["tiny", "small", "paper"])
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per length bucket")
+    parser.add_argument("--data-dir", type=Path, default=Path("mqar_data"))
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    epochs = sweep(args.preset)[0].epochs
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"Task {args.task}, preset {args.preset} (batch {sweep(args.preset)[0].batch_size}, "
+          f"{epochs} epochs), {name}, torch {torch.__version__}.\n")
+    print("| model | L | examples | batches | ms / step | s / epoch |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    totals = {}
+    for model in args.models.split(","):
+        rows, totals[model] = epoch_table(model, args.task, args.preset, args.data_dir, args.steps, device)
+        print("\n".join(rows), flush=True)
+    print()
+    for model, seconds in totals.items():
+        print(f"{model}: {seconds:,.1f} s per epoch of {args.task}; one run ({epochs} epochs, "
+              f"evaluation left out): {seconds * epochs / 3600:.2f} h")
+
+
+if __name__ == "__main__":
+    main()
