@@ -1,22 +1,11 @@
 """benchmarks/bench_epoch.py: an epoch is every bucket's batch count times its own measured step."""
 
-import importlib.util
-from pathlib import Path
-
 import torch
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_epoch.py"
-
-
-def load_bench_epoch():
-    spec = importlib.util.spec_from_file_location("bench_epoch", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench_scripts import load_script
 
 
 def test_epoch_sums_each_buckets_batches_times_its_step(tmp_path, monkeypatch):
-    bench = load_bench_epoch()
+    bench = load_script("bench_epoch")
     timed = []
 
     def fake_step_s(member, bucket, steps, warmup=3):
@@ -33,7 +22,7 @@ def test_epoch_sums_each_buckets_batches_times_its_step(tmp_path, monkeypatch):
 
 
 def test_bucket_step_runs_only_that_buckets_batches_of_the_preset_size(tmp_path):
-    bench = load_bench_epoch()
+    bench = load_script("bench_epoch")
     seen = []
     from mqarbench.runner import train
 

@@ -1,20 +1,10 @@
 """The benchmark summary reads nvidia-smi's CSV right (the GPU figures in docs/benchmarks.md)."""
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_runner.py"
-
-
-def load_bench_runner():
-    spec = importlib.util.spec_from_file_location("bench_runner", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench_scripts import load_script
 
 
 def test_gpu_timeline_buckets_samples_by_time(tmp_path):
-    bench = load_bench_runner()
+    bench = load_script("bench_runner")
     csv = tmp_path / "gpu_util.csv"
     csv.write_text("timestamp, utilization.gpu [%], memory.used [MiB]\n"
                    "2026/11/23 11:03:01.500, 0 %, 0 MiB\n"
