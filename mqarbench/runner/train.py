@@ -183,11 +183,19 @@ class Member:
         self.state.train_s += (t_eval - self.t_epoch) if train_s is None else train_s
         train_loss = float(self.loss_sum) / max(1, self.steps)
         hp = self.spec.hparams
+        # a model with diagnostics (e.g. Global Selection's gate and Δ statistics) reports them on
+        # the validation split every epoch: eager, so it works for graphed members too
+        track = getattr(self.model, "track_diagnostics", None)
+        if track:
+            track(True)
         valid = task_scores(evaluate_cells(self.model, self.data.valid_cells, self.device,
                                            hp.eval_batch_size))["query_accuracy"]
+        entry = {"epoch": self.epoch, "train_loss": train_loss, "valid_query_accuracy": valid}
+        if track:
+            entry["diagnostics"] = self.model.diagnostics()
+            track(False)
         self.state.eval_s += time.perf_counter() - t_eval
-        self.state.history.append({"epoch": self.epoch, "train_loss": train_loss,
-                                   "valid_query_accuracy": valid})
+        self.state.history.append(entry)
         self.state.epoch = self.epoch
         if valid > self.state.best_valid:
             self.state.best_epoch, self.state.best_valid = self.epoch, valid
