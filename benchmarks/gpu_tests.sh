@@ -17,13 +17,14 @@ TEST_GROUPS=("quick|gpu and not triton_autotune|"
         "gla|$AUTOTUNE|gla"
         "delta|$AUTOTUNE|delta"
         "others|$AUTOTUNE|not rwkv7 and not gla and not delta")
-pytest_group() {  # NAME MARK KEYWORDS [pytest args...]
-  local name=$1 mark=$2 kw=$3; shift 3
-  python3 -m pytest -p no:cacheprovider -m "$mark" ${kw:+-k "$kw"} --basetemp="/tmp/gpu_tests_$name" "$@" tests/
+group_args() {  # "NAME|MARK|KEYWORDS" -> $name and the group's pytest arguments in ARGS
+  local mark kw; IFS='|' read -r name mark kw <<< "$1"
+  ARGS=(-p no:cacheprovider -m "$mark" --basetemp="/tmp/gpu_tests_$name")
+  [ -n "$kw" ] && ARGS+=(-k "$kw")
 }
 if [ "${GROUPS_ONLY:-0}" = 1 ]; then
-  for g in "${TEST_GROUPS[@]}"; do IFS='|' read -r name mark kw <<< "$g"
-    pytest_group "$name" "$mark" "$kw" --collect-only -q -o addopts= 2>/dev/null | grep '::' | sed "s/^/$name /"; done
+  for g in "${TEST_GROUPS[@]}"; do group_args "$g"
+    python3 -m pytest "${ARGS[@]}" --collect-only -q tests/ 2>/dev/null | grep '::' | sed "s/^/$name /"; done
   exit 0
 fi
 # IN_SESSION=1 (gpu_session.sh's "tests" phase): the session has installed and unpacked already,
@@ -41,19 +42,20 @@ fi
   python3 -c "import fla, mamba_ssm, causal_conv1d; print('fla', fla.__version__, 'mamba_ssm', mamba_ssm.__version__)" 2>&1
   echo "triton cache files before: $(find .triton -type f 2>/dev/null | wc -l)"; } > "$OUT/env.txt" 2>&1
 START=$(date +%s)
-for g in "${TEST_GROUPS[@]}"; do IFS='|' read -r name mark kw <<< "$g"
-  # SIGINT at the limit, so that pytest still prints which tests passed, failed or were cut
-  ( timeout -s INT "$LIMIT" bash -c "$(declare -f pytest_group); pytest_group '$name' '$mark' '$kw' -v -rs --durations=0" \
+for g in "${TEST_GROUPS[@]}"; do group_args "$g"
+  # SIGINT (to pytest itself) at the limit, so that it still prints which tests passed, failed or were cut
+  ( timeout -s INT "$LIMIT" python3 -m pytest "${ARGS[@]}" -v -rs --durations=0 tests/ \
       > "$logs/gpu_tests_$name.log" 2>&1; echo $? > "$logs/gpu_tests_$name.rc" ) &
 done
 wait
-RC=0; : > "$OUT/gpu_tests.log"
+RC=0; : > "$OUT/gpu_tests.log"; : > "$OUT/wall_time.txt"
 for g in "${TEST_GROUPS[@]}"; do name=${g%%|*}; rc=$(cat "$logs/gpu_tests_$name.rc")
   [ "$rc" = 5 ] && rc=0  # no test of the group collected (e.g. none left after a marker change)
   [ "$rc" != 0 ] && RC=$rc
   { echo "===== group $name: rc=$rc"; cat "$logs/gpu_tests_$name.log"; } >> "$OUT/gpu_tests.log"
-  echo "group $name: rc=$rc, $(grep -E '^=+ .*(passed|failed|skipped|error).* in ' "$logs/gpu_tests_$name.log" | tail -1)"
-done | tee "$OUT/wall_time.txt"
+  echo "group $name: rc=$rc, $(grep -E '^=+ .*(passed|failed|skipped|error).* in ' "$logs/gpu_tests_$name.log" | tail -1)" \
+    | tee -a "$OUT/wall_time.txt"
+done
 echo "pytest -m gpu: rc=$RC in $(( $(date +%s) - START ))s (limit ${LIMIT}s per group)" | tee -a "$OUT/wall_time.txt"
 # compiled kernels and autotuning results, for the next machine
 [ "$in_session" = 0 ] && bash benchmarks/triton_cache_out.sh "$OUT"
