@@ -30,3 +30,14 @@ def test_gpu_test_groups_cover_every_gpu_test_exactly_once():
     # the slow ones (Triton autotuning) are never in the quick group
     slow = set(collected(["-m", "gpu and triton_autotune", "tests/"]))
     assert slow and not slow & {line.split(" ", 1)[1] for line in listing if line.startswith("quick ")}
+
+
+def test_a_group_cut_by_the_limit_fails_the_script_and_says_which(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path), "LIMIT": "1", "IN_SESSION": "1", "GROUP_LOGS": str(tmp_path),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "benchmarks/gpu_tests.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 124  # timeout's status: the limit stopped pytest (collection takes longer)
+    lines = (tmp_path / "wall_time.txt").read_text().splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == [f"group {g}" for g in ("quick", "rwkv7", "gla", "delta", "others")]
+    assert all("rc=124" in line for line in lines) and lines[-1].startswith("pytest -m gpu: rc=124")
+    assert "KeyboardInterrupt" in (tmp_path / "gpu_tests.log").read_text()  # SIGINT reached pytest itself
