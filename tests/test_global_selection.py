@@ -303,3 +303,24 @@ def test_fused_global_mamba_trains_a_step_on_gpu():
     loss.backward()
     for name, param in model.named_parameters():
         assert param.grad is not None and torch.isfinite(param.grad).all(), name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_diagnostics_on_gpu_under_autocast_match_the_cpu_model():
+    """The runner records them while validating on the GPU (bf16 autocast, fused path)."""
+    torch.manual_seed(8)
+    model = GlobalMamba().build("tiny", VOCAB, MAX_LEN).eval()
+    ids = torch.randint(0, VOCAB, (4, 40))
+    model.track_diagnostics()
+    with torch.no_grad():
+        model(ids)
+    on_cpu = model.diagnostics()
+    model.cuda()
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        model(ids.cuda())
+    on_gpu = model.diagnostics()
+    model.track_diagnostics(False)
+    assert set(on_gpu) == set(on_cpu) and on_gpu
+    for key, value in on_cpu.items():  # bf16 activations and fast kernels: the same to ~10%
+        assert on_gpu[key] == pytest.approx(value, rel=0.1, abs=0.01), key
