@@ -111,9 +111,10 @@ class _Stats:
         self.near, self.sums = near, None
 
     def add(self, values: torch.Tensor) -> None:
-        v = values.detach().double()
-        new = torch.stack([v.sum(), v.square().sum(), (v.abs() < self.near).sum().double(),
-                           torch.tensor(float(v.numel()), dtype=torch.float64, device=v.device)])
+        v = values.detach().float()  # sums in fp64 without an fp64 copy of the whole tensor
+        f64 = torch.float64
+        new = torch.stack([v.sum(dtype=f64), v.square().sum(dtype=f64), (v.abs() < self.near).sum(dtype=f64),
+                           torch.tensor(float(v.numel()), dtype=f64, device=v.device)])
         self.sums = new if self.sums is None else self.sums + new
 
     def summary(self) -> dict[str, float]:

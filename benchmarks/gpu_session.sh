@@ -18,7 +18,7 @@ LOG=/tmp/session; mkdir -p "$LOG"
 if [ "${1:-}" = poll ]; then
   cat "$LOG/progress.txt" 2>/dev/null; for f in $(ls -t "$LOG"/*.log "$LOG"/*.md 2>/dev/null | head -2); do echo "== $f"; tail -n 6 "$f"; done
   for f in mqar_runs/cal/*.log; do [ -f "$f" ] && echo "== $f" && tail -n 2 "$f"; done
-  tar czf "$OUT/session.tgz" --exclude=triton_cache.tgz -C "$LOG" . 2>/dev/null
+  tar czf "$OUT/session.tgz" -C "$LOG" . 2>/dev/null
   # POLL_CACHE=1: the Triton cache as it is now, slimmed, in parts (triton_cache_out.sh)
   [ "${POLL_CACHE:-0}" = 1 ] && bash benchmarks/triton_cache_out.sh "$OUT"
   # no weights and no checkpoints being written (.NAME.XXXX.tmp); the .sha256 sidecars must come:
@@ -51,9 +51,10 @@ for phase in "$@"; do
     models) { timeout 300 python3 benchmarks/bench_models.py --preset small --family mamba --family mamba2 --family fla
               timeout 400 python3 benchmarks/bench_models.py --preset paper --family mamba --family mamba2 --family fla; } > "$LOG/bench_models.md" 2>&1
             rc=$?; cp "$LOG/bench_models.md" "$LOG/current.log";;
-    epoch) for task in k4v8-shuffle k2v2; do  # the paper's headline rows: measured epoch times
-             timeout 600 python3 benchmarks/bench_epoch.py --models mamba,global_mamba --task $task --preset paper
-           done > "$LOG/bench_epoch.md" 2>&1; rc=$?; cp "$LOG/bench_epoch.md" "$LOG/current.log";;
+    epoch) rc=0; for task in k4v8-shuffle k2v2; do  # the paper's headline rows: measured epoch times
+             timeout 600 python3 benchmarks/bench_epoch.py --models mamba,global_mamba --task $task \
+               --preset paper >> "$LOG/bench_epoch.md" 2>&1 || rc=$?
+           done; cp "$LOG/bench_epoch.md" "$LOG/current.log";;
     matrix) timeout 1500 mqarbench run --model mamba --suite main --seeds 3 --preset small --out mqar_runs/packed \
               --no-site > "$LOG/matrix.log" 2>&1; rc=$?
             python3 benchmarks/bench_runner.py mqar_runs/packed > "$LOG/matrix_summary.md" 2>&1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU test suite (`pytest -m gpu`) on a fresh machine, in one call, with its wall time.
-#   OUT=gpu_out [LIMIT=480] bash benchmarks/gpu_tests.sh
+#   OUT=gpu_out [LIMIT=450] bash benchmarks/gpu_tests.sh
 # Carry `.whl/` (the wheels of /work/shared/wheels or the `cuda` extra) and the Triton cache
 # (`.triton_cache.txz`, see triton_cache_out.sh), whose compiled kernels and autotuning results
 # let flash-linear-attention and mamba_ssm skip minutes on the next fresh machine.
@@ -10,7 +10,7 @@
 # (checked on CPU: GROUPS_ONLY=1 bash benchmarks/gpu_tests.sh lists each group's tests).
 # Brings back: gpu_tests.log (every group's log), env.txt, wall_time.txt, triton_cache.txz.part-*.
 set -u
-OUT="${OUT:-gpu_out}"; LIMIT="${LIMIT:-480}"; mkdir -p "$OUT"
+OUT="${OUT:-gpu_out}"; LIMIT="${LIMIT:-450}"
 AUTOTUNE="gpu and triton_autotune"
 TEST_GROUPS=("quick|gpu and not triton_autotune|"
         "rwkv7|$AUTOTUNE|rwkv7"
@@ -27,6 +27,7 @@ if [ "${GROUPS_ONLY:-0}" = 1 ]; then
     python3 -m pytest "${ARGS[@]}" --collect-only -q tests/ 2>/dev/null | grep '::' | sed "s/^/$name /"; done
   exit 0
 fi
+mkdir -p "$OUT"
 # IN_SESSION=1 (gpu_session.sh's "tests" phase): the session has installed and unpacked already,
 # and brings the cache back itself
 in_session=${IN_SESSION:-0}; logs=${GROUP_LOGS:-/tmp}  # the groups' own logs, while they run
@@ -43,8 +44,9 @@ fi
   echo "triton cache files before: $(find .triton -type f 2>/dev/null | wc -l)"; } > "$OUT/env.txt" 2>&1
 START=$(date +%s)
 for g in "${TEST_GROUPS[@]}"; do group_args "$g"
-  # SIGINT (to pytest itself) at the limit, so that it still prints which tests passed, failed or were cut
-  ( timeout -s INT "$LIMIT" python3 -m pytest "${ARGS[@]}" -v -rs --durations=0 tests/ \
+  # SIGINT (to pytest itself) at the limit, so that it still prints which tests passed, failed or
+  # were cut; SIGKILL 30 s later if it hangs, so that the logs and the cache still come back
+  ( timeout -k 30 -s INT "$LIMIT" python3 -m pytest "${ARGS[@]}" -v -rs --durations=0 tests/ \
       > "$logs/gpu_tests_$name.log" 2>&1; echo $? > "$logs/gpu_tests_$name.rc" ) &
 done
 wait

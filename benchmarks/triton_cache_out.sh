@@ -3,7 +3,7 @@
 # the autotuning results, so), xz-compressed, in 15 MiB parts (the device returns files of at most
 # 16 MiB). The next call carries it as .triton_cache.txz:  cat triton_cache.txz.part-* > .triton_cache.txz
 #   bash benchmarks/triton_cache_out.sh "$OUT"
-set -u
+set -u -o pipefail
 dest=${1:?usage: triton_cache_out.sh DEST_DIR}
 [ -d .triton ] || exit 0
 find .triton -type f \( -name '*.cubin' -o -name '*.json' -o -name '*.so' \) -print0 \

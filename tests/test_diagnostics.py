@@ -32,6 +32,9 @@ def test_global_selection_diagnostics_are_kept_per_epoch_and_printed(mini_env, c
     out = capsys.readouterr().out
     assert "| epoch | valid | layer0.gate.mean | layer0.delta.mean |" in out
     assert f"| 0 | {history[0]['valid_query_accuracy']:.1f} | {first['layer0.gate.mean']:.4g} |" in out
+    assert diagnostics.main([str(run_dir), "--keys", "gate.mean,gate.men"]) == 2  # a typo is named
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--keys: gate.men not in" in err and "delta.near0" in err
 
 
 def test_a_model_without_diagnostics_records_none_and_the_reader_says_so(mini_env, capsys):

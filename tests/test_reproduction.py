@@ -174,16 +174,20 @@ def test_a_data_dir_that_is_a_file_is_one_user_error(tmp_path, capsys):
 def test_models_beyond_the_paper_get_their_own_table_with_shortcut_readings():
     scores = {"mamba": row(85, 24, 32, 86, 60, 0), "pythia": row(100, 99, 99, 99, 39, 97),
               "newcontent": row(90, 85, 81, 70, 30, 0), "newposition": row(90, 20, 25, 50, 10, 0),
-              "newfail": row(10, 5, 5, 1, 1, 0)}
+              "newfail": row(10, 5, 5, 3, 1, 0)}
     scores["newcontent"][("k1v1", "k2v2")] = s(60.0, 80.0)  # ratio 70/70 = 1.00
+    scores["newfail"][("k1v1", "k2v2")] = s(2.9)  # 2.9 / 3: a ratio near 1 on a task not learned
+    scores["newngram"] = {("k2v2", "k2v2"): s(90.0), ("k1v1", "k2v2"): s(9.0)}  # no main suite
     measured = rep.Measured("small", "test", scores, {}, {})
     text = "\n".join(rep._new_models(measured))
-    assert "## Today's recurrent models" in text
+    assert "## Models beyond the paper" in text
     assert "| newcontent | 90.00 (n=1) | 85.00 (n=1) | 81.00 (n=1) |" in text
     assert "| newcontent |" in text and "| 0.92 | 1.00 |" in text  # (85 + 81) / 2 / 90
     assert "newcontent: positional 0.92: recall survives the change (no positional shortcut); n-gram 1.00:" in text
-    assert "newposition: positional 0.25: leans on the positional shortcut; n-gram not measured" in text
-    assert "newfail: in-domain Shuffle 10.00 (n=1); below 50" in text
-    assert "mamba: positional 0.33: leans on the positional shortcut" in text
+    assert "newposition: positional 0.25: leans on the positional shortcut; n-gram not measured." in text
+    assert ("newfail: positional not read (in-domain 10.0 < 50: the task is not learned); "
+            "n-gram not read (in-domain 3.0 < 50") in text
+    assert "newngram: positional not measured; n-gram 0.10: leans on the n-gram shortcut." in text
+    assert "for comparison, mamba: positional 0.33: leans on the positional shortcut" in text
     assert "- pythia" not in text  # a comparison row only, not read out
     assert rep._new_models(rep.Measured("small", "t", {"mamba": scores["mamba"]}, {}, {})) == []

@@ -135,12 +135,13 @@ def window_means(losses: list[float], width: int = 8) -> list[float]:
     return [sum(losses[i:i + width]) / width for i in range(0, len(losses), width)]
 
 
-# flash-linear-attention's models compile and autotune Triton kernels on first use (minutes)
-FLA_MODELS = ("rwkv", "gated_deltanet", "rwkv7", "gla", "deltanet")
+# models whose Triton kernels (flash-linear-attention's, mamba_ssm's SSD) compile and autotune on
+# first use, for minutes
+AUTOTUNED = ("rwkv", "gated_deltanet", "rwkv7", "gla", "deltanet", "mamba2")
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("model", [pytest.param(m, marks=[pytest.mark.triton_autotune] if m in FLA_MODELS else [])
+@pytest.mark.parametrize("model", [pytest.param(m, marks=[pytest.mark.triton_autotune] if m in AUTOTUNED else [])
                                    for m in BUILTINS])
 def test_graphed_pack_matches_eager_runs_on_gpu(model, mini_env, step_losses):
     """On CUDA the pack replays captured steps on several streams; each member must train as its

@@ -30,11 +30,20 @@ def diagnostics_table(run_dir: Path, keys: tuple[str, ...] = DEFAULT_KEYS) -> li
     if not history:
         raise UserError(f"{run_dir}: its history holds no diagnostics (the model defines none, or "
                         "the run was trained before the runner recorded them)")
-    def order(name: str) -> tuple[int, int]:  # layer by layer, the keys in the order asked for
-        layer, stat = name.split(".", 1)
-        return int(layer.removeprefix("layer")), keys.index(stat)
 
-    columns = sorted((n for n in history[0]["diagnostics"] if n.split(".", 1)[1] in keys), key=order)
+    names = list(history[0]["diagnostics"])
+    stats = sorted({n.split(".", 1)[-1] for n in names})
+    unknown = [k for k in keys if k not in stats]
+    if unknown:
+        raise UserError(f"--keys: {', '.join(unknown)} not in {run_dir.name}'s diagnostics; "
+                        f"it has {', '.join(stats)}")
+
+    def order(name: str) -> tuple[int, str, int]:  # layer by layer, the keys in the order asked for
+        where, stat = name.split(".", 1) if "." in name else ("", name)
+        layer = where.removeprefix("layer")
+        return (int(layer) if layer.isdigit() else -1, where, keys.index(stat))
+
+    columns = sorted((n for n in names if n.split(".", 1)[-1] in keys), key=order)
     lines = [f"{run_dir.name}: {record.get('model', '?')} on {record.get('train_task', '?')}, "
              f"lr {record.get('hparams', {}).get('lr', '?')}, seed {record.get('seed', '?')}", "",
              "| epoch | valid | " + " | ".join(columns) + " |", "| ---: | ---: |" + " ---: |" * len(columns)]

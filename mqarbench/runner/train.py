@@ -188,12 +188,15 @@ class Member:
         track = getattr(self.model, "track_diagnostics", None)
         if track:
             track(True)
-        valid = task_scores(evaluate_cells(self.model, self.data.valid_cells, self.device,
-                                           hp.eval_batch_size))["query_accuracy"]
-        entry = {"epoch": self.epoch, "train_loss": train_loss, "valid_query_accuracy": valid}
-        if track:
-            entry["diagnostics"] = self.model.diagnostics()
-            track(False)
+        try:
+            valid = task_scores(evaluate_cells(self.model, self.data.valid_cells, self.device,
+                                               hp.eval_batch_size))["query_accuracy"]
+            entry = {"epoch": self.epoch, "train_loss": train_loss, "valid_query_accuracy": valid}
+            if track:
+                entry["diagnostics"] = self.model.diagnostics()
+        finally:
+            if track:  # never leave the hooks on for training steps
+                track(False)
         self.state.eval_s += time.perf_counter() - t_eval
         self.state.history.append(entry)
         self.state.epoch = self.epoch
