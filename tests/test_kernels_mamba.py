@@ -77,8 +77,8 @@ def test_causal_conv_ref_is_causal_depthwise_and_activated():
     torch.testing.assert_close(out, torch.nn.functional.silu(by_hand))
 
 
-@pytest.mark.parametrize("length,taps", [(50, 7), (20, 128), (64, 64), (1, 3)])
-def test_long_conv_fft_equals_direct_and_the_sum_by_hand(length, taps):
+@pytest.mark.parametrize("length,taps", [(50, 7), (20, 128), (64, 64), (1, 3), (70, 28), (61, 17)])
+def test_long_conv_fft_equals_direct_and_the_sum_by_hand(length, taps):  # FFT lengths 60, 150, 128, 3, 100, 80
     x = torch.randn(2, 5, length, dtype=torch.float64)
     kernel = torch.randn(5, taps, dtype=torch.float64)
     direct = long_conv_direct(x, kernel)
@@ -90,6 +90,21 @@ def test_long_conv_fft_equals_direct_and_the_sum_by_hand(length, taps):
     torch.testing.assert_close(long_conv_fft(x.float(), kernel.float()).double(), direct,
                                rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(long_conv_fft(x, kernel), direct)  # fp64 stays fp64
+
+
+def test_fft_length_is_the_smallest_5_smooth_length_at_least_n():
+    from mqarbench.kernels.long_conv import fft_length
+
+    def smooth(m: int) -> bool:
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        return m == 1
+
+    assert [fft_length(n) for n in (1, 7, 11, 97, 639, 1023, 1025)] == [1, 8, 12, 100, 640, 1024, 1080]
+    for n in range(1, 2000):
+        m = fft_length(n)
+        assert m >= n and smooth(m) and not any(smooth(k) for k in range(n, m))
 
 
 def test_cpu_takes_references_and_force_reference_switches_long_conv():

@@ -7,6 +7,7 @@ is the reverse (tap K-1 multiplies x_t), and a bias.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable
 
 import torch
@@ -22,11 +23,27 @@ def long_conv_direct(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return F.conv1d(padded, kernel.flip(-1)[:, None, :], groups=dim)  # (B, D, L)
 
 
+@lru_cache(maxsize=None)
+def fft_length(n: int) -> int:
+    """The smallest length >= n with no prime factor above 5: cuFFT and pocketfft transform such
+    lengths at full speed, and it is often far below the next power of two (L + K - 1 = 639 at
+    L = 512, K = 128: 640, not 1024)."""
+    m = max(1, n)
+    while True:
+        rest = m
+        for p in (2, 3, 5):
+            while rest % p == 0:
+                rest //= p
+        if rest == 1:
+            return m
+        m += 1
+
+
 def long_conv_fft(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """O(L log L) by FFT in fp32 (fp64 kept); the transform length >= L + K - 1 keeps the product linear,
     not circular, so the first L outputs are exactly the causal convolution."""
     length, width = x.shape[-1], kernel.shape[-1]
-    n_fft = 1 << (length + width - 2).bit_length()  # next power of two >= L + K - 1
+    n_fft = fft_length(length + width - 1)
     work = torch.promote_types(x.dtype, torch.float32)  # bf16 FFTs lose too much precision
     spectrum = torch.fft.rfft(x.to(work), n=n_fft) * torch.fft.rfft(kernel.to(work), n=n_fft)
     return torch.fft.irfft(spectrum, n=n_fft)[..., :length].to(x.dtype)  # (B, D, L)
