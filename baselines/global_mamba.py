@@ -32,7 +32,7 @@ from baselines.mamba import Mamba, MambaConfig, MambaLM, MambaMixer
 from mqarbench.errors import UserError
 from mqarbench.kernels import KernelChoice
 from mqarbench.kernels.global_selection import global_selection_inner_impl
-from mqarbench.kernels.long_conv import long_conv_impl, long_conv_like_conv1d
+from mqarbench.kernels.long_conv import global_long_conv_impl, long_conv_like_conv1d
 
 INITS = ("authors", "ours", "open")
 SILU_INV_ONE = 1.2784645  # SiLU(1.2784645) = 1.0000000 (to float32 precision)
@@ -84,8 +84,8 @@ class GlobalSelectionMixer(MambaMixer):
     def kernel_choices(self, device: torch.device) -> dict[str, KernelChoice]:
         inner, choice = global_selection_inner_impl(device)
         if inner is not None and self.use_inner_fn:
-            return {"global_selection_inner": choice, "long_conv": long_conv_impl(device)[1]}
-        return {**super().kernel_choices(device), "long_conv": long_conv_impl(device)[1]}
+            return {"global_selection_inner": choice, "long_conv": global_long_conv_impl(device)[1]}
+        return {**super().kernel_choices(device), "long_conv": global_long_conv_impl(device)[1]}
 
     def gate(self, x_branch: torch.Tensor) -> torch.Tensor:
         """SiLU(LongConv(x)) (B, E, L) in >= fp32, for x the x-branch before the short conv."""

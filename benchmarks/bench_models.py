@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
+from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import torch
@@ -28,6 +30,22 @@ from mqarbench.models.registry import load_adapter
 SHAPES = {"small": (256, 256), "paper": (32, 512)}  # preset -> (batch, length)
 VOCAB = 8192
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12}  # dense bf16 tensor-core peak
+
+
+TOEPLITZ = "(toeplitz long conv)"  # the label of the row timed with MQARBENCH_LONG_CONV=toeplitz
+
+
+@contextmanager
+def long_conv_for(label: str) -> Iterator[None]:
+    """MQARBENCH_LONG_CONV=toeplitz while the toeplitz row is built, timed and reported."""
+    if TOEPLITZ not in label:
+        yield
+        return
+    os.environ["MQARBENCH_LONG_CONV"] = "toeplitz"
+    try:
+        yield
+    finally:
+        del os.environ["MQARBENCH_LONG_CONV"]
 
 
 def ours(name: str, preset: str, length: int) -> tuple[str, torch.nn.Module]:
@@ -42,6 +60,7 @@ def mamba_family(preset: str, length: int) -> Iterator[tuple[str, torch.nn.Modul
         if hasattr(module, "use_inner_fn"):
             module.use_inner_fn = False
     yield f"{label} (unfused path)", unfused
+    yield f"{label} {TOEPLITZ}", ours("global_mamba", preset, length)[1]  # timed with the env var set
     try:
         from mamba_ssm.models.config_mamba import MambaConfig
         from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
@@ -201,7 +220,9 @@ def main() -> None:
             embed = sum(m.weight.numel() for m in model.modules()
                         if isinstance(m, torch.nn.Embedding))
             try:
-                ms, peak_bytes, first_s = step_ms(model, batch, length)
+                with long_conv_for(label):
+                    ms, peak_bytes, first_s = step_ms(model, batch, length)
+                    paths = ", ".join(f"{k}={v}" for k, v in kernel_paths(model).items()) or "library"
             except Exception as err:  # one model's failure is a row of the table, not the end of it
                 print(f"| {label} | {params / 1e6:.1f}M | failed: {type(err).__name__}: "
                       f"{str(err).splitlines()[0][:160]} | | | | | |", flush=True)
@@ -209,14 +230,13 @@ def main() -> None:
             measured[label] = ms
             tokens_s = batch * length / (ms / 1e3)
             mfu = 6 * (params - embed) * tokens_s / peak
-            paths = ", ".join(f"{k}={v}" for k, v in kernel_paths(model).items()) or "library"
             slow = " SLOW: " + "; ".join(slow_paths(model)) if slow_paths(model) else ""
             print(f"| {label} | {params / 1e6:.1f}M | {ms:.1f} | {tokens_s:,.0f} | "
                   f"{peak_bytes / 2**30:.1f} | {mfu:.1%} | {first_s:.1f} | {paths}{slow} |", flush=True)
             del model
             torch.cuda.empty_cache()
     if "mamba" in measured:  # the issue's figure: global_mamba's step at most 1.3x mamba's
-        for label in ("global_mamba", "global_mamba (unfused path)"):
+        for label in ("global_mamba", "global_mamba (unfused path)", f"global_mamba {TOEPLITZ}"):
             if label in measured:
                 print(f"\n{label} / mamba step time: {measured[label] / measured['mamba']:.2f}x")
 

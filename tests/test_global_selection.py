@@ -14,7 +14,7 @@ from baselines.global_mamba import (
     GlobalMambaNoBias, GlobalMambaOpenGate, GlobalMambaOursInit, GlobalSelectionMixer)
 from baselines.mamba import MambaMixer
 from mqarbench.errors import UserError
-from mqarbench.kernels import force_reference, kernel_choices
+from mqarbench.kernels import force_reference, kernel_choices, kernel_paths
 from mqarbench.kernels import global_selection as gs
 from mqarbench.kernels.causal_conv import causal_conv1d_ref
 from mqarbench.kernels.long_conv import long_conv_like_conv1d
@@ -324,3 +324,31 @@ def test_diagnostics_on_gpu_under_autocast_match_the_cpu_model():
     assert set(on_gpu) == set(on_cpu) and on_gpu
     for key, value in on_cpu.items():  # bf16 activations and fast kernels: the same to ~10%
         assert on_gpu[key] == pytest.approx(value, rel=0.1, abs=0.01), key
+
+
+def test_toeplitz_long_conv_gives_the_fft_models_outputs_and_gradients(monkeypatch):
+    torch.manual_seed(9)
+    model = GlobalMamba().build("tiny", VOCAB, MAX_LEN).double()
+    ids = torch.randint(0, VOCAB, (2, 40))
+    fft = model(ids)
+    fft_grads = torch.autograd.grad(fft.square().mean(), list(model.parameters()))
+    monkeypatch.setenv("MQARBENCH_LONG_CONV", "toeplitz")
+    assert kernel_paths(model)["long_conv"] == "torch.bmm.long_conv_toeplitz"
+    toeplitz = model(ids)
+    grads = torch.autograd.grad(toeplitz.square().mean(), list(model.parameters()))
+    torch.testing.assert_close(toeplitz, fft)
+    for got, want in zip(grads, fft_grads):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_toeplitz_long_conv_under_autocast_matches_direct_on_gpu():
+    from mqarbench.kernels.long_conv import long_conv_direct, long_conv_toeplitz
+
+    x = torch.randn(4, 96, 300, device="cuda")
+    kernel = torch.randn(96, 128, device="cuda") / 128 ** 0.5
+    expected = long_conv_direct(x.double(), kernel.double()).float()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = long_conv_toeplitz(x, kernel)
+    assert ((out.float() - expected).abs().max() / expected.abs().max()).item() < 2e-2  # bf16 inputs

@@ -92,6 +92,38 @@ def test_long_conv_fft_equals_direct_and_the_sum_by_hand(length, taps):  # FFT l
     torch.testing.assert_close(long_conv_fft(x, kernel), direct)  # fp64 stays fp64
 
 
+@pytest.mark.parametrize("length,taps", [(50, 7), (20, 128), (64, 64), (1, 3), (300, 128), (33, 1)])
+def test_long_conv_toeplitz_equals_direct_with_gradients(length, taps):
+    from mqarbench.kernels.long_conv import long_conv_toeplitz
+
+    x = torch.randn(3, 5, length, dtype=torch.float64, requires_grad=True)
+    kernel = torch.randn(5, taps, dtype=torch.float64, requires_grad=True)
+    direct = long_conv_direct(x, kernel)
+    out = long_conv_toeplitz(x, kernel)
+    torch.testing.assert_close(out, direct)
+    weights = torch.randn_like(direct)
+    grads = torch.autograd.grad((out * weights).sum(), (x, kernel))
+    expected = torch.autograd.grad((direct * weights).sum(), (x, kernel))
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want)
+
+
+def test_toeplitz_is_global_selections_opt_in_and_never_hyenas(monkeypatch):
+    from mqarbench.kernels.long_conv import global_long_conv_impl, long_conv_like_conv1d, long_conv_toeplitz
+
+    cpu = torch.device("cpu")
+    assert global_long_conv_impl(cpu)[1].path == "torch.fft.long_conv_fft"
+    monkeypatch.setenv("MQARBENCH_LONG_CONV", "toeplitz")
+    assert global_long_conv_impl(cpu) == (long_conv_toeplitz, global_long_conv_impl(cpu)[1])
+    assert global_long_conv_impl(cpu)[1].path == "torch.bmm.long_conv_toeplitz"
+    assert long_conv_impl(cpu)[1].path == "torch.fft.long_conv_fft"  # Hyena's kernels span L
+    conv = torch.nn.Conv1d(6, 6, 9, groups=6, padding=8).double()
+    x = torch.randn(2, 6, 40, dtype=torch.float64)
+    torch.testing.assert_close(long_conv_like_conv1d(x, conv.weight, conv.bias), conv(x)[..., :40])
+    with force_reference():
+        assert global_long_conv_impl(cpu)[1].path == "reference.long_conv_direct"
+
+
 def test_fft_length_is_the_smallest_5_smooth_length_at_least_n():
     from mqarbench.kernels.long_conv import fft_length
 

@@ -2,11 +2,15 @@
 
 x (B, D, L), kernel (D, K): out_t = sum_{j<K} kernel[:, j] * x_{t-j}.
 ``long_conv_like_conv1d`` takes an nn.Conv1d depthwise weight (D, 1, K) instead, whose tap order
-is the reverse (tap K-1 multiplies x_t), and a bias.
+is the reverse (tap K-1 multiplies x_t), and a bias. For Global Selection's short-ish kernels
+(K << L) ``MQARBENCH_LONG_CONV=toeplitz`` takes a block-Toeplitz batched matmul instead of the FFT
+(``long_conv_toeplitz``; under autocast it runs in bf16 with fp32 accumulation, as the authors'
+nn.Conv1d does).
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Callable
 
@@ -49,11 +53,40 @@ def long_conv_fft(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft(spectrum, n=n_fft)[..., :length].to(x.dtype)  # (B, D, L)
 
 
+def toeplitz_blocks(kernel: torch.Tensor, block: int) -> torch.Tensor:
+    """(D, P, 2P) per-channel matrices T with out_block_i = T @ [x_block_{i-1}; x_block_i]:
+    T[d, t, s] = kernel[d, t + P - s] where 0 <= t + P - s < K (zero elsewhere); needs P >= K - 1
+    so that one previous block holds every tap's input."""
+    dim, width = kernel.shape
+    t = torch.arange(block, device=kernel.device)[:, None]
+    s = torch.arange(2 * block, device=kernel.device)[None, :]
+    lag = t + block - s  # (P, 2P)
+    valid = (lag >= 0) & (lag < width)
+    taps = kernel[:, lag.clamp(0, width - 1)]  # (D, P, 2P)
+    return taps * valid.to(kernel.dtype)
+
+
+def long_conv_toeplitz(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """The causal convolution as one batched matmul per channel over blocks of P = max(K, 16)
+    positions: each output block is its own block and the one before it times a (P, 2P)
+    Toeplitz matrix. O(L K) work in matmuls (tensor cores under autocast) instead of FFTs."""
+    batch, dim, length = x.shape
+    block = max(kernel.shape[-1], 16)
+    n_blocks = -(-length // block)
+    xb = F.pad(x, (0, n_blocks * block - length)).view(batch, dim, n_blocks, block)  # (B, D, N, P)
+    before = F.pad(xb, (0, 0, 1, 0))[:, :, :n_blocks]  # block i-1, zeros before the first
+    pairs = torch.cat([before, xb], dim=-1)  # (B, D, N, 2P)
+    pairs = pairs.permute(1, 0, 2, 3).reshape(dim, batch * n_blocks, 2 * block)  # (D, B N, 2P)
+    out = torch.bmm(pairs, toeplitz_blocks(kernel, block).transpose(1, 2))  # (D, B N, P)
+    out = out.view(dim, batch, n_blocks * block).permute(1, 0, 2)  # (B, D, N P)
+    return out[..., :length]
+
+
 def long_conv_like_conv1d(x: torch.Tensor, weight: torch.Tensor,
                           bias: torch.Tensor | None = None) -> torch.Tensor:
     """nn.Conv1d(D, D, K, groups=D, padding=K-1)(x)[..., :L] for x (B, D, L) and the module's
     weight (D, 1, K) and bias (D,), in >= fp32, by the dispatched long conv."""
-    conv, _ = long_conv_impl(x.device)
+    conv, _ = global_long_conv_impl(x.device)
     work = torch.promote_types(x.dtype, torch.float32)
     out = conv(x.to(work), weight[:, 0].flip(-1).to(work))  # (B, D, L)
     return out if bias is None else out + bias.to(work)[:, None]
@@ -64,3 +97,11 @@ def long_conv_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
     if use_reference():
         return long_conv_direct, KernelChoice("reference.long_conv_direct", False)
     return long_conv_fft, KernelChoice("torch.fft.long_conv_fft", True)
+
+
+def global_long_conv_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
+    """Global Selection's long conv: the FFT, or with MQARBENCH_LONG_CONV=toeplitz the
+    block-Toeplitz matmul (the reference when forced)."""
+    if not use_reference() and os.environ.get("MQARBENCH_LONG_CONV") == "toeplitz":
+        return long_conv_toeplitz, KernelChoice("torch.bmm.long_conv_toeplitz", True)
+    return long_conv_impl(device)
