@@ -55,15 +55,12 @@ def long_conv_fft(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 def toeplitz_blocks(kernel: torch.Tensor, block: int) -> torch.Tensor:
     """(D, P, 2P) per-channel matrices T with out_block_i = T @ [x_block_{i-1}; x_block_i]:
-    T[d, t, s] = kernel[d, t + P - s] where 0 <= t + P - s < K (zero elsewhere); needs P >= K - 1
-    so that one previous block holds every tap's input."""
-    dim, width = kernel.shape
-    t = torch.arange(block, device=kernel.device)[:, None]
-    s = torch.arange(2 * block, device=kernel.device)[None, :]
-    lag = t + block - s  # (P, 2P)
-    valid = (lag >= 0) & (lag < width)
-    taps = kernel[:, lag.clamp(0, width - 1)]  # (D, P, 2P)
-    return taps * valid.to(kernel.dtype)
+    T[d, t, s] = kernel[d, t + P - s] where 0 <= t + P - s < K (zero elsewhere); needs P >= K.
+    Built as sliding windows of the flipped, zero-padded kernel (a view whose backward is a sum
+    of windows, not a scatter): v[j] = kernel[2P - 1 - j], so T[d, t, s] = v[d, P - 1 - t + s]."""
+    width = kernel.shape[-1]
+    v = F.pad(kernel.flip(-1), (2 * block - width, block - 1))  # (D, 3P - 1)
+    return v.unfold(-1, 2 * block, 1).flip(1)  # (D, P, 2P): window P - 1 - t is row t
 
 
 def long_conv_toeplitz(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
