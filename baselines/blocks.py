@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mqarbench.models import SplitLM
-from mqarbench import kernels
-from mqarbench.kernels import KernelChoice
+from mqarbench.kernels import KernelChoice, at_least_fp32 as common_precision
 from mqarbench.kernels.causal_conv import conv_impl
 
 State = dict[str, torch.Tensor]
@@ -25,7 +24,7 @@ State = dict[str, torch.Tensor]
 
 def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     """bf16/fp16 -> fp32; fp64 stays fp64 (exact tests)."""
-    return kernels.at_least_fp32(x)[0]
+    return common_precision(x)[0]
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

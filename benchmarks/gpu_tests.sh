@@ -31,7 +31,7 @@ mkdir -p "$OUT"
 # IN_SESSION=1 (gpu_session.sh's "tests" phase): the session has installed and unpacked already,
 # and brings the cache back itself
 in_session=${IN_SESSION:-0}; logs=${GROUP_LOGS:-/tmp}  # the groups' own logs, while they run
-[ "$in_session" = 0 ] && [ -f .triton_cache.txz ] && { mkdir -p .triton; tar xJf .triton_cache.txz; }
+[ "$in_session" = 0 ] && [ -f .triton_cache.txz ] && tar xJf .triton_cache.txz
 export PYTHONUNBUFFERED=1 TRITON_CACHE_DIR="$PWD/.triton" TRITON_CACHE_AUTOTUNING=1 FLA_CACHE_RESULTS=1
 if [ "$in_session" = 0 ] && ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl > "$OUT/pip.log" 2>&1

@@ -18,10 +18,15 @@ def collected(args: list[str]) -> list[str]:
     return [line for line in out.splitlines() if "::" in line]
 
 
+def gpu_tests(timeout: int, **env: str) -> subprocess.CompletedProcess:
+    """benchmarks/gpu_tests.sh with this interpreter's python3 first on PATH."""
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    return subprocess.run(["bash", "benchmarks/gpu_tests.sh"], cwd=ROOT, env={**os.environ, "PATH": path, **env},
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def test_gpu_test_groups_cover_every_gpu_test_exactly_once():
-    env = {**os.environ, "GROUPS_ONLY": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    listing = subprocess.run(["bash", "benchmarks/gpu_tests.sh"], cwd=ROOT, env=env, capture_output=True,
-                             text=True, check=True, timeout=300).stdout.splitlines()
+    listing = gpu_tests(300, GROUPS_ONLY="1").stdout.splitlines()
     groups = Counter(line.split(" ", 1)[0] for line in listing)
     tests = Counter(line.split(" ", 1)[1] for line in listing)
     assert set(groups) == {"quick", "rwkv7", "gla", "delta", "others"} and min(groups.values()) >= 1
@@ -33,10 +38,8 @@ def test_gpu_test_groups_cover_every_gpu_test_exactly_once():
 
 
 def test_a_group_cut_by_the_limit_fails_the_script_and_says_which(tmp_path):
-    env = {**os.environ, "OUT": str(tmp_path), "LIMIT": "1", "IN_SESSION": "1", "GROUP_LOGS": str(tmp_path),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    done = subprocess.run(["bash", "benchmarks/gpu_tests.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)  # the limit (1 s) and the kill after it (30 s) must end it
+    # the limit (1 s) and the kill after it (30 s) must end it within the timeout
+    done = gpu_tests(120, OUT=str(tmp_path), LIMIT="1", IN_SESSION="1", GROUP_LOGS=str(tmp_path))
     assert done.returncode == 124  # timeout's status: the limit stopped pytest (collection takes longer)
     lines = (tmp_path / "wall_time.txt").read_text().splitlines()
     assert [line.split(":")[0] for line in lines[:-1]] == [f"group {g}" for g in ("quick", "rwkv7", "gla", "delta", "others")]
