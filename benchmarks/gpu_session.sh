@@ -10,8 +10,8 @@
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
 # SUITE x SEEDS at small, default pythia,mamba x main x 3, one `mqarbench run` per model so that a
 # time limit loses one model's pack, not all; board@MODELS@SUITE@SEEDS[@ID+ID|@train=TASK+TASK] overrides
-# those three for one phase, and picks runs; @ since adapter refs hold colons). LANE2="..." runs
-# more phases at the same time in a second process chain (the GPU is shared; a board beside the
+# those three for one phase, and picks runs; @ since adapter refs hold colons). LANE2="..." (and LANE3)
+# runs more phases at the same time in another process chain (the GPU is shared; a board beside the
 # tests). Logs in /tmp/session.
 set -u
 LOG=/tmp/session; mkdir -p "$LOG"
@@ -84,7 +84,7 @@ for phase in "$@"; do
 done
 }
 MODELS="${MODELS:-pythia,mamba}"
-[ -n "${LANE2:-}" ] && { lane $LANE2 & }
+for extra in "${LANE2:-}" "${LANE3:-}"; do [ -n "$extra" ] && { lane $extra & }; done
 lane ${PHASES:-tests pack models matrix workers}
 wait
 echo "$(( $(date +%s) - T0 ))s all done" >> "$LOG/progress.txt"
