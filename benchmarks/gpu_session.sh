@@ -3,7 +3,7 @@
 # the pack throughput benchmark, model step benchmarks, and the packed vs 8-worker run matrices.
 #   setsid nohup bash benchmarks/gpu_session.sh > /tmp/session/driver.log 2>&1 &
 #   later: bash benchmarks/gpu_session.sh poll     (copies the logs so far into $OUT)
-# Carry .whl (the wheels) and the Triton cache a `POLL_CACHE=1 ... poll` brought back (slimmed to
+# Carry .whl (the wheels) or .site.txz (benchmarks/wheels.sh) and the Triton cache a `POLL_CACHE=1 ... poll` brought back (slimmed to
 # what a cache hit reads and xz-compressed by triton_cache_out.sh, so that it fits beside the
 # wheels in the 64 MiB carry):  cat triton_cache.txz.part-* > .triton_cache.txz
 # Phases run in order; PHASES="tests pack models epoch matrix workers calibrate board" picks some
@@ -31,7 +31,7 @@ if [ "${1:-}" = poll ]; then
   exit 0
 fi
 export PYTHONUNBUFFERED=1 MQARBENCH_DATA_DIR="$PWD/mqar_data" TRITON_CACHE_DIR="$PWD/.triton" TRITON_CACHE_AUTOTUNING=1 FLA_CACHE_RESULTS=1
-python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+source benchmarks/wheels.sh
 python3 -m pip install -q --no-deps --no-build-isolation -e . > /dev/null 2>&1
 [ -f .triton_cache.txz ] && tar xJf .triton_cache.txz
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 500 >> "$LOG/gpu_util.csv" &

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU test suite (`pytest -m gpu`) on a fresh machine, in one call, with its wall time.
 #   OUT=gpu_out [LIMIT=450] bash benchmarks/gpu_tests.sh
-# Carry `.whl/` (the wheels of /work/shared/wheels or the `cuda` extra) and the Triton cache
+# Carry `.whl/` or `.site.txz` (benchmarks/wheels.sh; the wheels of /work/shared/wheels or the `cuda` extra) and the Triton cache
 # (`.triton_cache.txz`, see triton_cache_out.sh), whose compiled kernels and autotuning results
 # let flash-linear-attention and mamba_ssm skip minutes on the next fresh machine.
 # Triton compiles on one CPU core per process, so the tests that compile and autotune (marked
@@ -33,10 +33,7 @@ mkdir -p "$OUT"
 in_session=${IN_SESSION:-0}; logs=${GROUP_LOGS:-/tmp}  # the groups' own logs, while they run
 [ "$in_session" = 0 ] && [ -f .triton_cache.txz ] && tar xJf .triton_cache.txz
 export PYTHONUNBUFFERED=1 TRITON_CACHE_DIR="$PWD/.triton" TRITON_CACHE_AUTOTUNING=1 FLA_CACHE_RESULTS=1
-if [ "$in_session" = 0 ] && ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl > "$OUT/pip.log" 2>&1
-  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
-fi
+[ "$in_session" = 0 ] && source benchmarks/wheels.sh > "$OUT/pip.log" 2>&1
 [ "$in_session" = 0 ] && python3 -m pip install -q --no-deps --no-build-isolation -e . >> "$OUT/pip.log" 2>&1  # entry points
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"
