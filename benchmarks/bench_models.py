@@ -4,6 +4,7 @@
     python benchmarks/bench_models.py --preset paper            # B=32,  L=512
     python benchmarks/bench_models.py --preset small --family mamba
     python benchmarks/bench_models.py --preset small --family mamba2 --family fla
+    python benchmarks/bench_models.py --preset small --batch 64     # the runner's batch at small v2
 
 Prints a Markdown table: ms per step, tokens/s, peak GPU memory, an MFU estimate from
 6 x (non-embedding parameters) x tokens (it ignores the scan's and attention's own FLOPs), and
@@ -204,8 +205,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(SHAPES), default="small")
     parser.add_argument("--family", choices=sorted(FAMILIES), action="append")
+    parser.add_argument("--batch", type=int, help="batch size (default: the preset's, above)")
     args = parser.parse_args()
     batch, length = SHAPES[args.preset]
+    if args.batch is not None:
+        if args.batch < 1:
+            parser.error(f"--batch must be at least 1, not {args.batch}")
+        batch = args.batch
     device_name = torch.cuda.get_device_name()
     peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in device_name), math.nan)
     print(f"\n{device_name}, preset {args.preset}, B={batch}, L={length}, vocab {VOCAB}, "

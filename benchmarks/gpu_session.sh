@@ -6,7 +6,7 @@
 # Carry .whl (the wheels) or .site.txz (benchmarks/wheels.sh) and the Triton cache a `POLL_CACHE=1 ... poll` brought back (slimmed to
 # what a cache hit reads and xz-compressed by triton_cache_out.sh, so that it fits beside the
 # wheels in the 64 MiB carry):  cat triton_cache.txz.part-* > .triton_cache.txz
-# Phases run in order; PHASES="tests pack models epoch matrix workers calibrate board" picks some
+# Phases run in order; PHASES="tests pack profile models epoch matrix workers calibrate board" picks some
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
 # SUITE x SEEDS at small, default pythia,mamba x main x 3, one `mqarbench run` per model so that a
 # time limit loses one model's pack, not all; board@MODELS@SUITE@SEEDS[@ID+ID|@train=TASK+TASK] overrides
@@ -48,7 +48,9 @@ for phase in "$@"; do
            rc=$?; cp "$LOG/gpu_tests.log" "$LOG/current.log";;  # its kernel-family groups run in parallel
     pack) timeout 300 python3 benchmarks/bench_pack.py --models mamba,pythia --packs 1,8,16 > "$LOG/bench_pack.md" 2>&1
           rc=$?; cp "$LOG/bench_pack.md" "$LOG/current.log";;
-    models) { timeout 300 python3 benchmarks/bench_models.py --preset small --family mamba --family mamba2 --family fla
+    profile) timeout 300 python3 benchmarks/profile_step.py --models mamba,mamba2,gla,rwkv7,deltanet --top 12 \
+               > "$LOG/profile.md" 2>&1; rc=$?; cp "$LOG/profile.md" "$LOG/current.log";;
+    models) { timeout 300 python3 benchmarks/bench_models.py --preset small --batch 64 --family mamba --family mamba2 --family fla
               timeout 400 python3 benchmarks/bench_models.py --preset paper --family mamba --family mamba2 --family fla; } > "$LOG/bench_models.md" 2>&1
             rc=$?; cp "$LOG/bench_models.md" "$LOG/current.log";;
     epoch) rc=0; for task in k4v8-shuffle k2v2; do  # the paper's headline rows: measured epoch times

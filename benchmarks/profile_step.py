@@ -10,6 +10,7 @@ the longest); prints the top kernels per model.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -56,12 +57,22 @@ def main() -> None:
         for _ in range(3):
             step()
         torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(5):
+            step()
+        torch.cuda.synchronize()
+        wall_ms = (time.perf_counter() - start) / 5 * 1e3
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             for _ in range(5):
                 step()
             torch.cuda.synchronize()
+        kernels = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
+        # kernel time against wall time: near 1 the step is bound by its kernels, far below by launches
+        kernel_ms = sum(e.self_device_time_total for e in kernels) / 5 / 1e3
         print(f"\n## {model_name}: bucket L={bucket.length}, {n} labels, "
-              f"B={hp.batch_size}, V={spec.vocab_size} (5 steps)")
+              f"B={hp.batch_size}, V={spec.vocab_size} (5 steps): eager step {wall_ms:.2f} ms, "
+              f"its kernels {kernel_ms:.2f} ms, {sum(e.count for e in kernels) // 5} "
+              f"kernel calls per step")
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.top, max_name_column_width=70))
         data = None  # the next model's data replaces it
         torch.cuda.empty_cache()
