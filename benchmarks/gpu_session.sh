@@ -31,7 +31,7 @@ if [ "${1:-}" = poll ]; then
   exit 0
 fi
 export PYTHONUNBUFFERED=1 MQARBENCH_DATA_DIR="$PWD/mqar_data" TRITON_CACHE_DIR="$PWD/.triton" TRITON_CACHE_AUTOTUNING=1 FLA_CACHE_RESULTS=1
-source benchmarks/wheels.sh
+source benchmarks/wheels.sh install
 python3 -m pip install -q --no-deps --no-build-isolation -e . > /dev/null 2>&1
 [ -f .triton_cache.txz ] && tar xJf .triton_cache.txz
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 500 >> "$LOG/gpu_util.csv" &

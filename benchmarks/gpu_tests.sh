@@ -33,7 +33,7 @@ mkdir -p "$OUT"
 in_session=${IN_SESSION:-0}; logs=${GROUP_LOGS:-/tmp}  # the groups' own logs, while they run
 [ "$in_session" = 0 ] && [ -f .triton_cache.txz ] && tar xJf .triton_cache.txz
 export PYTHONUNBUFFERED=1 TRITON_CACHE_DIR="$PWD/.triton" TRITON_CACHE_AUTOTUNING=1 FLA_CACHE_RESULTS=1
-[ "$in_session" = 0 ] && source benchmarks/wheels.sh > "$OUT/pip.log" 2>&1
+[ "$in_session" = 0 ] && source benchmarks/wheels.sh install > "$OUT/pip.log" 2>&1
 [ "$in_session" = 0 ] && python3 -m pip install -q --no-deps --no-build-isolation -e . >> "$OUT/pip.log" 2>&1  # entry points
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"

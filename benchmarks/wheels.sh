@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # The GPU wheels (mamba_ssm, causal_conv1d, flash-linear-attention, pydantic) for a device call.
 #   bash benchmarks/wheels.sh pack     # here: .whl/*.whl -> .site.txz, unpacked and xz-compressed
-#   source benchmarks/wheels.sh        # there: into /tmp/site, on PYTHONPATH
+#   source benchmarks/wheels.sh install  # there: into /tmp/site (or $SITE_DIR), on PYTHONPATH
 # Wheels are zips of CUDA binaries; unpacked and xz-compressed they take 21 MB instead of 36 MB,
 # which leaves room for the Triton cache within the 64 MiB a call carries. Either form is used.
-if [ "${1:-}" = pack ]; then
+if [ "${1:-}" = pack ]; then  # (sourced scripts name install, so a caller's own $1 is never read)
   set -eu; rm -rf /tmp/site_build
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site_build \
     --python-version 3.12 --only-binary=:all: --platform manylinux2014_x86_64 --platform linux_x86_64 .whl/*.whl
   tar cf - -C /tmp/site_build . | xz -T0 -9 > .site.txz.tmp && mv .site.txz.tmp .site.txz
   ls -l .site.txz; exit 0
 fi
+site_dir=${SITE_DIR:-/tmp/site}
 if ls .whl/*.whl > /dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .whl/*.whl
+  python3 -m pip install -q --no-index --no-deps --upgrade --target "$site_dir" .whl/*.whl
 elif [ -f .site.txz ]; then
-  mkdir -p /tmp/site && tar xJf .site.txz -C /tmp/site
+  mkdir -p "$site_dir" && tar xJf .site.txz -C "$site_dir"
 fi
-export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$site_dir${PYTHONPATH:+:$PYTHONPATH}"

@@ -45,3 +45,20 @@ def test_a_group_cut_by_the_limit_fails_the_script_and_says_which(tmp_path):
     assert [line.split(":")[0] for line in lines[:-1]] == [f"group {g}" for g in ("quick", "rwkv7", "gla", "delta", "others")]
     assert all("rc=124" in line for line in lines) and lines[-1].startswith("pytest -m gpu: rc=124")
     assert "KeyboardInterrupt" in (tmp_path / "gpu_tests.log").read_text()  # SIGINT reached pytest itself
+
+
+def test_compressed_wheels_install_where_python_finds_them(tmp_path):
+    """`.site.txz` (wheels.sh pack's form of the wheels) is unpacked onto PYTHONPATH by the scripts."""
+    work, packed, site = tmp_path / "work", tmp_path / "packed", tmp_path / "site"
+    (packed / "fake_gpu_wheel").mkdir(parents=True)
+    (packed / "fake_gpu_wheel" / "__init__.py").write_text("VERSION = '1.2'\n")
+    (work / "benchmarks").mkdir(parents=True)
+    (work / "benchmarks" / "wheels.sh").write_text((ROOT / "benchmarks" / "wheels.sh").read_text())
+    subprocess.run(f"tar cf - -C {packed} . | xz > {work}/.site.txz", shell=True, check=True)
+    script = ("source benchmarks/wheels.sh install && "
+              "python3 -c 'import fake_gpu_wheel; print(fake_gpu_wheel.VERSION)'")
+    env = {**os.environ, "SITE_DIR": str(site), "PYTHONPATH": "",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1.2" and (site / "fake_gpu_wheel" / "__init__.py").exists()
