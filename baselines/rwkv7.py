@@ -48,6 +48,16 @@ def orthogonal_(weight: torch.Tensor, gain: float = 1.0) -> None:
             weight.copy_(nn.init.orthogonal_(torch.empty_like(weight, dtype=torch.float32), gain=gain))
 
 
+def head_norm(o: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
+    """``norm`` (one group per head) of o (..., H, K), as (..., H K): a LayerNorm over K, then the
+    per-channel affine. The same numbers as ``norm`` on (N, H K), but its backward sums the affine
+    gradients over the N = B L positions with PyTorch's parallel reductions, where GroupNorm's
+    backward for inputs without spatial size runs ceil(C / 32) thread blocks (4 at `small`)."""
+    heads, size = o.shape[-2:]
+    normed = F.layer_norm(o, (size,), eps=norm.eps)
+    return (normed * norm.weight.view(heads, size) + norm.bias.view(heads, size)).flatten(-2)
+
+
 class LoRA(nn.Module):
     """up(act(down(x))): down starts at zero, up orthogonal at 0.1 gain (fla's init)."""
 
@@ -123,8 +133,7 @@ class TimeMix7(nn.Module):
 
     def _output(self, o: torch.Tensor, r: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 g: torch.Tensor) -> torch.Tensor:
-        shape = o.shape[:-2]
-        o = self.g_norm(o.reshape(-1, o.shape[-2] * o.shape[-1])).view(*shape, -1)
+        o = head_norm(o, self.g_norm)  # (..., D)
         bonus = ((r * k * self.r_k).sum(-1, keepdim=True) * v).flatten(-2)  # (..., D)
         return self.o_proj(((o + bonus) * g).to(g.dtype))
 

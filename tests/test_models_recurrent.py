@@ -127,6 +127,30 @@ def test_rwkv7_step_loop_reproduces_the_sequence_forward_and_state_size():
     assert numel_per_sequence(states) == RWKV7().state_size("tiny", VOCAB, MAX_LEN)
 
 
+def test_rwkv7_head_norm_equals_groupnorm_with_gradients():
+    """The per-head norm as LayerNorm + affine is RWKV-7's GroupNorm, values and gradients (fp64)."""
+    from baselines.rwkv7 import head_norm
+    gen = torch.Generator().manual_seed(0)
+    heads, size = 4, 8
+    norm = torch.nn.GroupNorm(heads, heads * size, eps=1e-3).double()
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(heads * size, generator=gen))
+        norm.bias.copy_(torch.randn(heads * size, generator=gen))
+    o = torch.randn(3, 5, heads, size, generator=gen, dtype=torch.float64) * 3 + 1
+    grad = torch.randn(3, 5, heads * size, generator=gen, dtype=torch.float64)
+    results = []
+    for form in (lambda x: norm(x.reshape(-1, heads * size)).view(3, 5, -1), lambda x: head_norm(x, norm)):
+        x = o.clone().requires_grad_()
+        norm.zero_grad()
+        out = form(x)
+        out.backward(grad)
+        results.append((out, x.grad, norm.weight.grad.clone(), norm.bias.grad.clone()))
+    for expected, got in zip(*results):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    single = head_norm(o[:, 0], norm)  # the step path: (B, H, K) -> (B, H K)
+    torch.testing.assert_close(single, results[0][0][:, 0], rtol=1e-12, atol=1e-12)
+
+
 def test_state_sizes_in_closed_form():
     # 24 layers x (d_inner 1536 x d_state 128 + 3 conv steps x (1536 + 2 x 128))
     assert Mamba2().state_size("paper", VOCAB, MAX_LEN) == 24 * (1536 * 128 + 3 * 1792)
