@@ -5,15 +5,16 @@
 # (`.triton_cache.txz`, see triton_cache_out.sh), whose compiled kernels and autotuning results
 # let flash-linear-attention and mamba_ssm skip minutes on the next fresh machine.
 # Triton compiles on one CPU core per process, so the tests that compile and autotune (marked
-# triton_autotune) run in parallel processes, one per kernel family, beside the quick ones; each
-# group is a plain pytest run with its own log. The groups cover every GPU test exactly once
+# triton_autotune) run in parallel processes, one per kernel family (rwkv7 in two: its kernels compile
+# for minutes), beside the quick ones; each group is a plain pytest run with its own log. The groups cover every GPU test exactly once
 # (checked on CPU: GROUPS_ONLY=1 bash benchmarks/gpu_tests.sh lists each group's tests).
 # Brings back: gpu_tests.log (every group's log), env.txt, wall_time.txt, triton_cache.txz.part-*.
 set -u
 OUT="${OUT:-gpu_out}"; LIMIT="${LIMIT:-450}"
 AUTOTUNE="gpu and triton_autotune"
 TEST_GROUPS=("quick|gpu and not triton_autotune|"
-        "rwkv7|$AUTOTUNE|rwkv7"
+        "rwkv7-kernels|$AUTOTUNE|rwkv7 and kernels"
+        "rwkv7-models|$AUTOTUNE|rwkv7 and not kernels"
         "gla|$AUTOTUNE|gla"
         "delta|$AUTOTUNE|delta"
         "others|$AUTOTUNE|not rwkv7 and not gla and not delta")

@@ -29,7 +29,7 @@ def test_gpu_test_groups_cover_every_gpu_test_exactly_once():
     listing = gpu_tests(300, GROUPS_ONLY="1").stdout.splitlines()
     groups = Counter(line.split(" ", 1)[0] for line in listing)
     tests = Counter(line.split(" ", 1)[1] for line in listing)
-    assert set(groups) == {"quick", "rwkv7", "gla", "delta", "others"} and min(groups.values()) >= 1
+    assert set(groups) == {"quick", "rwkv7-kernels", "rwkv7-models", "gla", "delta", "others"} and min(groups.values()) >= 1
     assert [t for t, n in tests.items() if n > 1] == []
     assert set(tests) == set(collected(["-m", "gpu", "tests/"]))
     # the slow ones (Triton autotuning) are never in the quick group
