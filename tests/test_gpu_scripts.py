@@ -42,7 +42,7 @@ def test_a_group_cut_by_the_limit_fails_the_script_and_says_which(tmp_path):
     done = gpu_tests(120, OUT=str(tmp_path), LIMIT="1", IN_SESSION="1", GROUP_LOGS=str(tmp_path))
     assert done.returncode == 124  # timeout's status: the limit stopped pytest (collection takes longer)
     lines = (tmp_path / "wall_time.txt").read_text().splitlines()
-    assert [line.split(":")[0] for line in lines[:-1]] == [f"group {g}" for g in ("quick", "rwkv7", "gla", "delta", "others")]
+    assert [line.split(":")[0] for line in lines[:-1]] == [f"group {g}" for g in ("quick", "rwkv7-kernels", "rwkv7-models", "gla", "delta", "others")]
     assert all("rc=124" in line for line in lines) and lines[-1].startswith("pytest -m gpu: rc=124")
     assert "KeyboardInterrupt" in (tmp_path / "gpu_tests.log").read_text()  # SIGINT reached pytest itself
 
