@@ -191,3 +191,31 @@ def test_models_beyond_the_paper_get_their_own_table_with_shortcut_readings():
     assert "for comparison, mamba: positional 0.33: leans on the positional shortcut" in text
     assert "- pythia" not in text  # a comparison row only, not read out
     assert rep._new_models(rep.Measured("small", "t", {"mamba": scores["mamba"]}, {}, {})) == []
+
+
+def test_pending_runs_are_shown_apart_and_never_judged(tmp_path):
+    """Runs of an incomplete suite (here: the committed mamba2 runs trained on k2v2, copied as if
+    pending) get their own section with their cells; the verdicts and the board do not change."""
+    import json
+    import shutil
+
+    from mqarbench.paths import REPO_ROOT
+
+    subs = REPO_ROOT / "leaderboard/submissions"
+    pending = tmp_path / "pending" / "mamba2" / "runs"
+    pending.mkdir(parents=True)
+    for run in (subs / "baseline-mamba2-small" / "runs").iterdir():
+        if json.loads((run / "run.json").read_text())["train_task"] == "k2v2":
+            shutil.copytree(run, pending / run.name)
+    assert len(list(pending.iterdir())) == 6  # 2 learning rates x 3 seeds
+    with_pending, without = tmp_path / "with.md", tmp_path / "without.md"
+    assert rep.main(["--out", str(with_pending), "--pending", str(tmp_path / "pending")]) == 0
+    assert rep.main(["--out", str(without), "--pending", str(tmp_path / "nothing")]) == 0
+    text, plain = with_pending.read_text(), without.read_text()
+    board = rep.load_measured(subs, "small")
+    k2v2 = rep.fmt(board.scores["mamba2"][("k2v2", "k2v2")])
+    assert "## Runs waiting for a whole suite" in text and "## Runs waiting" not in plain
+    section = text.split("## Runs waiting for a whole suite")[1].split("## Where the numbers come from")[0]
+    assert f"| mamba2 | not run | not run | not run | {k2v2} |" in section
+    assert f"- mamba2: K2V2 {k2v2}, " in section and "pending/mamba2/` (6 runs)" in section
+    assert text.split("## Runs waiting")[0] == plain.split("## Where the numbers come from")[0]  # nothing else moves

@@ -15,7 +15,7 @@ import math
 import statistics
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mqarbench.analysis import paper_numbers as paper
@@ -222,6 +222,8 @@ class Measured:
     scores: Scores
     sources: dict[str, str]  # model -> submission directory (relative) and its notes
     block_shares: dict[str, dict[str, list[float]]]  # model -> train task -> shares (percent)
+    tasks: dict[str, tuple] = field(default_factory=dict)  # task -> (version, data hash)
+    preset_version: int | None = None
 
 
 def load_boards(submissions: Path, preset: str, data_dir: Path | None = None) -> list[Measured]:
@@ -244,6 +246,22 @@ def load_measured(submissions: Path, preset: str, data_dir: Path | None = None) 
     return load_boards(submissions, preset, data_dir)[0]
 
 
+def load_pending(pending: Path, board: Measured, data_dir: Path | None = None) -> Measured | None:
+    """Finished runs under ``pending`` (models whose suite is not complete, so not submitted) at
+    ``board``'s preset version and task versions; None if there are none."""
+    from mqarbench.leaderboard.catalog import TaskCatalog
+    from mqarbench.paths import default_data_dir
+
+    if not pending.is_dir():
+        return None
+    catalog = TaskCatalog(data_dir or default_data_dir())
+    for candidate in build_boards(load_entries([pending]), catalog.preset_version):
+        same_data = all(board.tasks.get(task, v) == v for task, v in candidate.tasks.items())
+        if (candidate.preset, candidate.preset_version) == (board.preset, board.preset_version) and same_data:
+            return _measured(candidate, board.preset)
+    return None
+
+
 def _measured(board, preset: str) -> Measured:
     scores: Scores = {}
     sources: dict[str, str] = {}
@@ -251,13 +269,19 @@ def _measured(board, preset: str) -> Measured:
     for entry in board.entries:
         model = entry.entry.metadata.model_name if entry.entry.metadata else entry.entry.name
         scores[model] = {pair: entry.score(*pair) for pair in entry.pairs()}
-        where = entry.entry.submission_dir
+        where = entry.entry.submission_dir or _common_parent(entry.entry.run_dirs.values())
         rel = where.relative_to(REPO_ROOT) if where and where.is_relative_to(REPO_ROOT) else where
         notes = entry.entry.metadata.notes if entry.entry.metadata else ""
         sources[model] = f"`{rel}/` ({len(entry.entry.run_dirs)} runs). {notes or ''}".strip()
         shares[model] = {t: s for t, _ in paper.FIG6A_DOMINANT_BLOCK.items()
                          if (s := entry.block_shares(t, "position-robustness"))}
-    return Measured(preset, board.label, scores, sources, shares)
+    return Measured(preset, board.label, scores, sources, shares, dict(board.tasks), board.preset_version)
+
+
+def _common_parent(run_dirs) -> Path | None:
+    """The folder above a run folder's runs (``<out>/runs/<id>`` -> ``<out>``)."""
+    parents = {Path(d).parent.parent for d in run_dirs if d}
+    return parents.pop() if len(parents) == 1 else None
 
 
 def _paper_value(value: float | str | None) -> str:
@@ -338,6 +362,36 @@ def _new_models(measured: Measured) -> list[str]:
     return lines + [""]
 
 
+def _beside_mamba(score: Score, mamba: Score | None) -> str:
+    if mamba is None:
+        return fmt(score)
+    where = ("clearly above" if clearly_above(score, mamba) else
+             "clearly below" if clearly_above(mamba, score) else "within noise of")
+    return f"{fmt(score)}, {where} mamba's {fmt(mamba)}"
+
+
+def _pending(pending: Measured, board: Measured) -> list[str]:
+    """Runs of models whose suite is incomplete: shown, compared with mamba, never judged."""
+    rows = [m for m in ("mamba", "pythia") if m in board.scores]
+    lines = ["## Runs waiting for a whole suite", "",
+             "Finished runs of models whose suite is not complete yet (`leaderboard/pending/`; a "
+             "submission covers whole suites), at this board's preset and task versions. They are "
+             "not on the board and the verdicts above never use them; mamba and pythia are the "
+             "board's.", "",
+             "| model | " + " | ".join(paper.TABLE3_COLUMNS) + " |", "| --- |" + " --- |" * len(COLUMNS)]
+    for model, scores in [(m, board.scores[m]) for m in rows] + sorted(pending.scores.items()):
+        lines.append(f"| {model} | " + " | ".join(fmt(scores.get(c)) for c in COLUMNS) + " |")
+    lines += ["", "Beside mamba (clearly: by more than "
+              f"{MARGIN:g} points and two combined stds):", ""]
+    mamba = board.scores.get("mamba", {})
+    for model, scores in sorted(pending.scores.items()):
+        said = [f"{name} {_beside_mamba(scores[c], mamba.get(c))}"
+                for name, c in paper.TABLE3_COLUMNS.items() if scores.get(c) is not None]
+        lines.append(f"- {model}: " + ("; ".join(said) or "no Table 3 column yet") + ".")
+    lines += [""] + [f"- {model}: {src}" for model, src in sorted(pending.sources.items())]
+    return lines + [""]
+
+
 def _earlier(boards: Sequence[Measured]) -> list[str]:
     lines = []
     for board in boards:
@@ -349,7 +403,8 @@ def _earlier(boards: Sequence[Measured]) -> list[str]:
     return lines
 
 
-def render(measured: Measured, command: str, earlier: Sequence[Measured] = ()) -> str:
+def render(measured: Measured, command: str, earlier: Sequence[Measured] = (),
+           pending: Measured | None = None) -> str:
     verdicts = [(f, f.judge(measured.scores)) for f in FINDINGS]
     seeds = sorted({s.n for row in measured.scores.values() for s in row.values() if s})
     lines = [
@@ -386,6 +441,8 @@ def render(measured: Measured, command: str, earlier: Sequence[Measured] = ()) -
         ours = " / ".join(f"{s:.1f}" for s in shares[train]) if train in shares else "not run"
         lines.append(f"| {train} | {said} | {ours} |")
     lines += [""] + _new_models(measured)
+    if pending is not None:
+        lines += _pending(pending, measured)
     lines += ["## Where the numbers come from", ""]
     lines += [f"- {model}: {src}" for model, src in sorted(measured.sources.items())]
     if earlier:
@@ -398,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submissions", type=Path, default=REPO_ROOT / "leaderboard/submissions")
     parser.add_argument("--preset", default="small")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs/reproduction.md")
+    parser.add_argument("--pending", type=Path, default=REPO_ROOT / "leaderboard/pending",
+                        help="finished runs of incomplete suites, shown apart (default: leaderboard/pending)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="dataset cache (default: $MQARBENCH_DATA_DIR or ./mqar_data)")
     args = parser.parse_args(argv)
@@ -406,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
         current, *earlier = load_boards(args.submissions, args.preset, data_dir)
         command = "python -m mqarbench.analysis.reproduction" + (
             f" --preset {args.preset}" if args.preset != "small" else "")
-        write_text_atomic(args.out, render(current, command, earlier))
+        pending = load_pending(args.pending, current, data_dir)
+        write_text_atomic(args.out, render(current, command, earlier, pending))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
