@@ -5,9 +5,7 @@
 # Brings back: env.txt, pack_tests.log, bench_pack.md, matrix.log, runs.tgz, summary.md, gpu_util.csv, triton.tgz
 set -u
 OUT="${OUT:-gpu_out}"; mkdir -p "$OUT"
-source benchmarks/wheels.sh install
-python3 -m pip install -q --no-deps --no-build-isolation -e . > /dev/null 2>&1
-export PYTHONUNBUFFERED=1 MQARBENCH_DATA_DIR="$PWD/mqar_data" TRITON_CACHE_DIR="$PWD/.triton"
+source benchmarks/gpu_env.sh > /dev/null 2>&1
 { nvidia-smi; python3 -c "import torch; print(torch.__version__, torch.version.cuda)"; } > "$OUT/env.txt" 2>&1
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 500 >> "$OUT/gpu_util.csv" &
 SMI=$!

@@ -30,10 +30,7 @@ if [ "${1:-}" = poll ]; then
     --exclude='*.sha256' mqar_runs/cal 2>/dev/null
   exit 0
 fi
-export PYTHONUNBUFFERED=1 MQARBENCH_DATA_DIR="$PWD/mqar_data" TRITON_CACHE_DIR="$PWD/.triton" TRITON_CACHE_AUTOTUNING=1 FLA_CACHE_RESULTS=1
-source benchmarks/wheels.sh install
-python3 -m pip install -q --no-deps --no-build-isolation -e . > /dev/null 2>&1
-[ -f .triton_cache.txz ] && tar xJf .triton_cache.txz
+source benchmarks/gpu_env.sh > /dev/null 2>&1
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 500 >> "$LOG/gpu_util.csv" &
 T0=$(date +%s)
 step() { echo "$(( $(date +%s) - T0 ))s start $1" >> "$LOG/progress.txt"; }

@@ -29,13 +29,10 @@ if [ "${GROUPS_ONLY:-0}" = 1 ]; then
   exit 0
 fi
 mkdir -p "$OUT"
-# IN_SESSION=1 (gpu_session.sh's "tests" phase): the session has installed and unpacked already,
-# and brings the cache back itself
+# IN_SESSION=1 (gpu_session.sh's "tests" phase): the session has set up gpu_env.sh already (its
+# variables are inherited) and brings the cache back itself
 in_session=${IN_SESSION:-0}; logs=${GROUP_LOGS:-/tmp}  # the groups' own logs, while they run
-[ "$in_session" = 0 ] && [ -f .triton_cache.txz ] && tar xJf .triton_cache.txz
-export PYTHONUNBUFFERED=1 TRITON_CACHE_DIR="$PWD/.triton" TRITON_CACHE_AUTOTUNING=1 FLA_CACHE_RESULTS=1
-[ "$in_session" = 0 ] && source benchmarks/wheels.sh install > "$OUT/pip.log" 2>&1
-[ "$in_session" = 0 ] && python3 -m pip install -q --no-deps --no-build-isolation -e . >> "$OUT/pip.log" 2>&1  # entry points
+[ "$in_session" = 0 ] && source benchmarks/gpu_env.sh > "$OUT/pip.log" 2>&1
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)"
   python3 -c "import fla, mamba_ssm, causal_conv1d; print('fla', fla.__version__, 'mamba_ssm', mamba_ssm.__version__)" 2>&1
