@@ -206,6 +206,8 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(SHAPES), default="small")
     parser.add_argument("--family", choices=sorted(FAMILIES), action="append")
     parser.add_argument("--batch", type=int, help="batch size (default: the preset's, above)")
+    parser.add_argument("--only", nargs="+", metavar="MODEL",
+                        help="time only these models of the families (their variant rows too)")
     args = parser.parse_args()
     batch, length = SHAPES[args.preset]
     if args.batch is not None:
@@ -221,6 +223,8 @@ def main() -> None:
     measured: dict[str, float] = {}
     for family in args.family or FAMILIES:  # table order: fla's autotuning last
         for label, model in FAMILIES[family](args.preset, length):
+            if args.only and label.split(" ")[0] not in args.only:
+                continue
             model = model.cuda()
             params = sum(p.numel() for p in model.parameters())
             embed = sum(m.weight.numel() for m in model.modules()

@@ -7,6 +7,7 @@
 # what a cache hit reads and xz-compressed by triton_cache_out.sh, so that it fits beside the
 # wheels in the 64 MiB carry):  cat triton_cache.txz.part-* > .triton_cache.txz
 # Phases run in order; PHASES="tests pack profile models epoch matrix workers calibrate board" picks some
+# (models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one bench_models table; wait@PHASE: wait for another lane's PHASE)
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
 # SUITE x SEEDS at small, default pythia,mamba x main x 3, one `mqarbench run` per model so that a
 # time limit loses one model's pack, not all; board@MODELS@SUITE@SEEDS[@ID+ID|@train=TASK+TASK] overrides
@@ -48,8 +49,16 @@ for phase in "$@"; do
     profile) timeout 300 python3 benchmarks/profile_step.py --models mamba,mamba2,gla,rwkv7,deltanet --top 12 \
                > "$LOG/profile.md" 2>&1; rc=$?; cp "$LOG/profile.md" "$LOG/current.log";;
     models) { timeout 300 python3 benchmarks/bench_models.py --preset small --batch 64 --family mamba --family mamba2 --family fla
-              timeout 400 python3 benchmarks/bench_models.py --preset paper --family mamba --family mamba2 --family fla; } > "$LOG/bench_models.md" 2>&1
+              timeout 400 python3 benchmarks/bench_models.py --preset paper --family mamba --family mamba2 --family fla; } >> "$LOG/bench_models.md" 2>&1
             rc=$?; cp "$LOG/bench_models.md" "$LOG/current.log";;
+    models@*)  # models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one table (small at the runner's batch of 64)
+            IFS=@ read -r _ preset families only <<< "$phase"; batch=(); [ "$preset" = small ] && batch=(--batch 64)
+            only_args=(); [ -n "$only" ] && only_args=(--only ${only//+/ })
+            timeout 600 python3 benchmarks/bench_models.py --preset "$preset" "${batch[@]}" \
+              $(for f in ${families//+/ }; do echo "--family $f"; done) "${only_args[@]}" >> "$LOG/bench_models.md" 2>&1
+            rc=$?; cp "$LOG/bench_models.md" "$LOG/current.log";;
+    wait@*)  # wait@PHASE: this lane waits until another lane has finished PHASE (an idle GPU for its timings)
+            until grep -qF "done ${phase#wait@} rc=" "$LOG/progress.txt"; do sleep 5; done; rc=0;;
     epoch) rc=0; for task in k4v8-shuffle k2v2; do  # the paper's headline rows: measured epoch times
              timeout 600 python3 benchmarks/bench_epoch.py --models mamba,global_mamba --task $task \
                --preset paper >> "$LOG/bench_epoch.md" 2>&1 || rc=$?
