@@ -210,7 +210,8 @@ def test_pending_runs_are_shown_apart_and_never_judged(tmp_path):
     assert len(list(pending.iterdir())) == 6  # 2 learning rates x 3 seeds
     with_pending, without = tmp_path / "with.md", tmp_path / "without.md"
     assert rep.main(["--out", str(with_pending), "--pending", str(tmp_path / "pending")]) == 0
-    assert rep.main(["--out", str(without), "--pending", str(tmp_path / "nothing")]) == 0
+    (tmp_path / "empty").mkdir()
+    assert rep.main(["--out", str(without), "--pending", str(tmp_path / "empty")]) == 0
     text, plain = with_pending.read_text(), without.read_text()
     board = rep.load_measured(subs, "small")
     k2v2 = rep.fmt(board.scores["mamba2"][("k2v2", "k2v2")])
@@ -219,3 +220,11 @@ def test_pending_runs_are_shown_apart_and_never_judged(tmp_path):
     assert f"| mamba2 | not run | not run | not run | {k2v2} |" in section
     assert f"- mamba2: K2V2 {k2v2}, " in section and "pending/mamba2/` (6 runs)" in section
     assert text.split("## Runs waiting")[0] == plain.split("## Where the numbers come from")[0]  # nothing else moves
+
+
+def test_a_mistyped_pending_folder_is_an_error_not_an_empty_section(tmp_path, capsys):
+    out = tmp_path / "reproduction.md"
+    assert rep.main(["--out", str(out), "--pending", str(tmp_path / "pendnig")]) == 2
+    err = capsys.readouterr().err
+    assert "--pending" in err and "pendnig" in err and "not a directory" in err
+    assert not out.exists()  # nothing half-written

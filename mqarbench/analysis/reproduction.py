@@ -455,8 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submissions", type=Path, default=REPO_ROOT / "leaderboard/submissions")
     parser.add_argument("--preset", default="small")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs/reproduction.md")
-    parser.add_argument("--pending", type=Path, default=REPO_ROOT / "leaderboard/pending",
-                        help="finished runs of incomplete suites, shown apart (default: leaderboard/pending)")
+    parser.add_argument("--pending", type=Path, default=None,
+                        help="finished runs of incomplete suites, shown apart (default: "
+                             "leaderboard/pending, when it exists)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="dataset cache (default: $MQARBENCH_DATA_DIR or ./mqar_data)")
     args = parser.parse_args(argv)
@@ -465,7 +466,10 @@ def main(argv: list[str] | None = None) -> int:
         current, *earlier = load_boards(args.submissions, args.preset, data_dir)
         command = "python -m mqarbench.analysis.reproduction" + (
             f" --preset {args.preset}" if args.preset != "small" else "")
-        pending = load_pending(args.pending, current, data_dir)
+        if args.pending is not None and not args.pending.is_dir():  # a mistyped path is not "none pending"
+            raise UserError(f"--pending {args.pending}: not a directory; pass the folder that holds "
+                            "<model>/runs/ (e.g. leaderboard/pending), or leave the flag out")
+        pending = load_pending(args.pending or REPO_ROOT / "leaderboard/pending", current, data_dir)
         write_text_atomic(args.out, render(current, command, earlier, pending))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
