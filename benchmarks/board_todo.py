@@ -1,0 +1,157 @@
+"""Which reference-board runs are still to train: exactly the missing ones, for the next GPU session.
+
+    python benchmarks/board_todo.py [--models m1,m2|all|new] [--suite all] [--seeds 3]
+                                    [--preset small] [--root leaderboard] [--data-dir mqar_data]
+    python benchmarks/board_todo.py --ids-only MODEL [--suite all] ...   # ids for `mqarbench run --only`
+
+For each model the matrix is planned as `mqarbench run --model M --suite S --seeds N --preset P`
+plans it (same run ids), and each run id is looked up under ROOT/submissions/*/runs/ and
+ROOT/pending/*/runs/. A run is complete only if its results hold every test the suite asks of its
+train task (name, version and content hash, as the board checks them): a run trained by a smaller
+suite (`main`) has the same id as under `all` but fewer tests, and must be retrained (no weights
+are kept). One markdown row per model; its phase `board@MODEL@SUITE@SEEDS@ID+ID...` (plan order)
+is what benchmarks/gpu_session.sh takes (the session trains at preset small), `-` if nothing is
+missing. `--models new`: the built-ins without any run under ROOT/submissions yet. Default: all
+built-ins (`--model all` of the CLI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from mqarbench.data import Dataset, load_suite
+from mqarbench.errors import UserError
+from mqarbench.models.registry import BUILTINS, resolve_models
+from mqarbench.paths import default_data_dir, leaderboard_dir, usable_dir
+from mqarbench.runner.hparams import sweep
+from mqarbench.runner.plan import RunSpec, plan_runs, suite_datasets
+
+TestKey = tuple[str, int, str]  # (test_task, version, content_hash): what the board matches on
+
+
+@dataclass
+class Todo:
+    """One model's planned runs, split by what the board already holds."""
+
+    model: str
+    planned: list[RunSpec]
+    complete: list[str] = field(default_factory=list)
+    missing_tests: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
+    in_submissions: bool = False  # any planned run (complete or not) under ROOT/submissions
+
+    @property
+    def to_train(self) -> list[str]:
+        """Ids to train, in plan order (the two lists would otherwise put all partial runs first)."""
+        missing = set(self.missing_tests) | set(self.absent)
+        return [s.run_id for s in self.planned if s.run_id in missing]
+
+    def phase(self, suite: str, seeds: int) -> str:
+        ids = self.to_train
+        return f"board@{self.model}@{suite}@{seeds}@{'+'.join(ids)}" if ids else "-"
+
+
+def index_runs(root: Path) -> dict[str, list[Path]]:
+    """Run id -> its directories on the board; an id may sit in several (pending and a submission)."""
+    if not root.is_dir():
+        raise UserError(f"--root {root}: no such folder; pass the leaderboard/ directory")
+    found: dict[str, list[Path]] = {}
+    for pattern in ("submissions/*/runs/*", "pending/*/runs/*"):
+        for run_dir in sorted(root.glob(pattern)):
+            if run_dir.is_dir():
+                found.setdefault(run_dir.name, []).append(run_dir)
+    return found
+
+
+def tests_held(run_dir: Path) -> set[TestKey]:
+    """The tests a run's results hold; none if it has no readable results (it must be retrained)."""
+    path = run_dir / "results.parquet"
+    if not path.is_file():
+        return set()
+    try:
+        t = pq.read_table(path, columns=["test_task", "test_task_version", "test_task_hash"])
+    except Exception as err:  # a corrupt file counts as no results, but say so
+        print(f"warning: {path}: unreadable ({type(err).__name__}: {err}); counted as missing tests",
+              file=sys.stderr)
+        return set()
+    return set(zip(*(t.column(c).to_pylist() for c in t.column_names)))
+
+
+def classify(model: str, specs: list[RunSpec], index: dict[str, list[Path]]) -> Todo:
+    todo = Todo(model, specs)
+    for spec in specs:
+        dirs = index.get(spec.run_id, [])
+        todo.in_submissions |= any(d.parent.parent.parent.name == "submissions" for d in dirs)
+        need = {(t.task, t.version, t.content_hash) for t in spec.tests}
+        if not dirs:
+            todo.absent.append(spec.run_id)
+        elif any(need <= tests_held(d) for d in dirs):
+            todo.complete.append(spec.run_id)
+        else:
+            todo.missing_tests.append(spec.run_id)
+    return todo
+
+
+def board_todo(models: list[str], suite: str, seeds: int, preset: str, root: Path,
+               data_dir: Path) -> list[Todo]:
+    """Plan each model's matrix as `mqarbench run` does and classify every run against ``root``."""
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    load_suite(suite)  # an unknown suite fails before any data is built
+    hps = sweep(preset)
+    index = index_runs(root)
+    datasets: dict[str, Dataset] = suite_datasets(suite, preset, data_dir)
+    return [classify(m, plan_runs([m], suite, preset, datasets, hps, list(range(seeds)), root), index)
+            for m in models]
+
+
+def table(todos: list[Todo], suite: str, seeds: int) -> list[str]:
+    lines = ["| model | planned | complete | missing tests | absent | GPU phase |",
+             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    lines += [f"| {t.model} | {len(t.planned)} | {len(t.complete)} | {len(t.missing_tests)} | "
+              f"{len(t.absent)} | {t.phase(suite, seeds)} |" for t in todos]
+    lines.append(f"\n{sum(len(t.to_train) for t in todos)} runs to train")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="all", help="comma list of model refs, `all` (the built-ins) or `new`")
+    p.add_argument("--ids-only", metavar="MODEL", help="print only MODEL's ids to train, space-separated")
+    p.add_argument("--suite", default="all")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--preset", default="small")
+    p.add_argument("--root", type=Path, default=leaderboard_dir())
+    p.add_argument("--data-dir", type=Path, default=None, help="dataset cache (default: mqar_data/)")
+    args = p.parse_args(argv)
+    try:
+        data_dir = usable_dir(args.data_dir or default_data_dir(), "--data-dir")
+        if args.ids_only:
+            models = resolve_models(args.ids_only)
+            if len(models) != 1:
+                raise UserError(f"--ids-only {args.ids_only}: give one model")
+        else:
+            # `new` is decided after classifying: built-ins with no run in a submission
+            models = list(BUILTINS) if args.models.strip() == "new" else resolve_models(args.models)
+        todos = board_todo(models, args.suite, args.seeds, args.preset, args.root, data_dir)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    if args.ids_only:
+        print(" ".join(todos[0].to_train))
+        return 0
+    if args.models.strip() == "new":
+        todos = [t for t in todos if not t.in_submissions]
+    if args.preset != "small":
+        print(f"note: benchmarks/gpu_session.sh trains board phases at small, not {args.preset}", file=sys.stderr)
+    print("\n".join(table(todos, args.suite, args.seeds)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

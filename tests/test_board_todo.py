@@ -1,0 +1,87 @@
+"""benchmarks/board_todo.py: a run counts as on the board only if its results hold every test its
+suite asks (a run trained by a smaller suite has the same id but fewer tests)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bench_scripts import BENCHMARKS
+from mqarbench.runner.hparams import sweep
+from mqarbench.runner.plan import RunSpec, plan_runs, suite_datasets
+
+# registered in sys.modules before it runs (bench_scripts.load_script does not): its dataclass needs that
+_spec = importlib.util.spec_from_file_location("board_todo", BENCHMARKS / "board_todo.py")
+todo_mod = sys.modules["board_todo"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(todo_mod)
+ARGS = ["--models", "pythia", "--suite", "main", "--seeds", "2", "--preset", "tiny"]
+
+
+def fake_run(root: Path, folder: str, spec: RunSpec, tests: list, stale_hash: bool = False) -> None:
+    """A run dir as the board holds it; only the columns board_todo reads."""
+    run_dir = root / folder / "runs" / spec.run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text("{}")
+    if tests is None:
+        return  # a run dir without results
+    refs = [t for t in spec.tests if t.task in tests]
+    pq.write_table(pa.table({"test_task": [t.task for t in refs], "test_task_version": [t.version for t in refs],
+                             "test_task_hash": ["0" * 12 if stale_hash else t.content_hash for t in refs]}),
+                   run_dir / "results.parquet")
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("board")
+    data, root = tmp / "data", tmp / "leaderboard"
+    specs = plan_runs(["pythia"], "main", "tiny", suite_datasets("main", "tiny", data), sweep("tiny"), [0, 1], root)
+    by = {(s.train.task, s.seed): s for s in specs}
+    assert [t.task for t in by[("standard", 0)].tests] == ["last", "shuffle"]
+    fake_run(root, "submissions/baseline-pythia-small", by[("standard", 0)], ["last", "shuffle"])
+    # trained by a suite asking only standard -> shuffle: same run id, `last` missing
+    fake_run(root, "submissions/baseline-pythia-small", by[("standard", 1)], ["shuffle"])
+    fake_run(root, "pending/pythia", by[("shuffle", 0)], ["shuffle"])
+    fake_run(root, "pending/pythia", by[("k2v2", 1)], ["k2v2", "k2v2-robustness"], stale_hash=True)
+    fake_run(root, "pending/pythia", by[("k4v8-shuffle", 0)], None)
+    return specs, by, data, root
+
+
+def test_classify_counts_a_run_only_with_all_its_tests(board):
+    specs, by, data, root = board
+    [todo] = todo_mod.board_todo(["pythia"], "main", 2, "tiny", root, data)
+    assert [s.run_id for s in todo.planned] == [s.run_id for s in specs]
+    assert todo.complete == [by[("shuffle", 0)].run_id, by[("standard", 0)].run_id]
+    assert todo.missing_tests == [by[(t, s)].run_id for t, s in
+                                  [("standard", 1), ("k2v2", 1), ("k4v8-shuffle", 0)]]
+    assert len(todo.absent) == len(specs) - 5
+    done = {by[("shuffle", 0)].run_id, by[("standard", 0)].run_id}
+    assert todo.to_train == [s.run_id for s in specs if s.run_id not in done]  # plan order
+    assert todo.in_submissions
+
+
+def test_printed_phase_and_ids(board, capsys):
+    specs, by, data, root = board
+    want = [s.run_id for s in specs if s.run_id not in {by[("shuffle", 0)].run_id, by[("standard", 0)].run_id}]
+    assert by[("standard", 1)].run_id in want  # present, but without `last`: retrained
+    common = [*ARGS, "--root", str(root), "--data-dir", str(data)]
+    assert todo_mod.main(common) == 0
+    out = capsys.readouterr().out
+    assert f"| pythia | {len(specs)} | 2 | 3 | {len(specs) - 5} | board@pythia@main@2@{'+'.join(want)} |" in out
+    assert f"{len(want)} runs to train" in out
+    assert todo_mod.main([*common[2:], "--ids-only", "pythia"]) == 0
+    assert capsys.readouterr().out.split() == want
+    # `new`: pythia has a run in a submission, so it is not new
+    assert todo_mod.main([*common[2:], "--models", "new"]) == 0
+    assert "| pythia |" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, message", [(["--suite", "nope"], "unknown suite 'nope'"),
+                                            (["--models", "nope"], "unknown model 'nope'")])
+def test_one_line_errors(board, capsys, flags, message):
+    _, _, data, root = board
+    assert todo_mod.main([*ARGS, "--root", str(root), "--data-dir", str(data), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
