@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mqarbench.kernels import force_reference
-from mqarbench.kernels.delta_rule import FLA_GATED_REFUSED, delta_impl, delta_recurrent
+from mqarbench.kernels import KernelChoice, force_reference
+from mqarbench.kernels.delta_rule import FLA_GATED_REFUSED, delta_chunked, delta_impl, delta_recurrent
 from mqarbench.kernels.gla import gla_chunked, gla_impl, gla_recurrent
 from mqarbench.kernels.rwkv7 import LOG_DECAY_MIN, rwkv7_impl, rwkv7_recurrent
 from mqarbench.kernels.ssd import ssd_chunked, ssd_impl, ssd_recurrent
@@ -111,6 +111,55 @@ def test_delta_rule_overwrites_the_value_of_a_repeated_key():
     torch.testing.assert_close(out[0, 1, 0], v[0, 1, 0])
 
 
+def strong_gates(g, seed=1, factor=20.0):
+    """About a third of the gates 20x stronger: log decays down to about -100 per step."""
+    strong = torch.rand(g.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) < 0.3
+    return g * torch.where(strong, factor, 1.0).to(g)
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["delta", "gated_delta"])
+@pytest.mark.parametrize("length,chunk", [(37, 16), (64, 16), (5, 64)])
+def test_delta_chunked_matches_step_loop_forward_and_grads(gated, length, chunk):
+    q, k, v, beta, g = delta_inputs(length=length)
+    scale = 8 ** -0.5
+    if gated:
+        assert_forward_and_grads_close(lambda *t: delta_chunked(*t, scale, chunk=chunk),
+                                       lambda *t: delta_recurrent(*t, scale),
+                                       [q, k, v, beta, strong_gates(g)], ["q", "k", "v", "beta", "g"], atol=1e-9)
+    else:
+        assert_forward_and_grads_close(lambda *t: delta_chunked(*t, None, scale, chunk=chunk),
+                                       lambda *t: delta_recurrent(*t, None, scale),
+                                       [q, k, v, beta], ["q", "k", "v", "beta"], atol=1e-9)
+
+
+def test_delta_chunked_survives_strong_gates():
+    """fp32 (the GPU's precision) with every gate 20x stronger: G_i - G_j spans far more than 88
+    inside a chunk, so exp(G_i - G_j) above the diagonal overflows fp32 unless masked before the exp
+    (a tril after it leaves the backward 0 * inf = nan)."""
+    q, k, v, beta, g = (t.float() for t in delta_inputs(length=64))
+    inputs = [t.requires_grad_() for t in (q, k, v, beta, g * 20)]
+    assert (g * 20).sum(1).min() < -200  # the spread of G within the one chunk
+    out = delta_chunked(*inputs, 0.3, chunk=64)
+    grads = torch.autograd.grad(out.square().sum(), inputs)
+    assert all(torch.isfinite(t).all() for t in (out, *grads))
+    torch.testing.assert_close(out, delta_recurrent(*inputs, 0.3), atol=1e-5, rtol=1e-4)
+
+
+def test_delta_chunked_keeps_fp32_for_16_bit_inputs():
+    q, k, v, beta, g = (t.bfloat16() for t in delta_inputs(length=21))
+    out = delta_chunked(q, k, v, beta, g, 0.3, chunk=8)
+    assert out.dtype == torch.float32 == delta_recurrent(q, k, v, beta, g, 0.3).dtype
+    torch.testing.assert_close(out, delta_recurrent(q, k, v, beta, g, 0.3), atol=1e-5, rtol=1e-5)
+
+
+def test_delta_chunked_runs_in_fp32_under_autocast():
+    """The training loop's bf16 autocast must not round the state's matmuls (CPU autocast stands in)."""
+    q, k, v, beta, g = delta_inputs(length=100)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = delta_chunked(*(t.float() for t in (q, k, v, beta, g)), 0.3, chunk=16)
+    torch.testing.assert_close(out.double(), delta_recurrent(q, k, v, beta, g, 0.3), atol=1e-5, rtol=1e-5)
+
+
 def test_delta_rules_are_rwkv7_special_cases():
     """(Gated) delta rule = RWKV-7's update with w = g, a = -k exp(g), b = beta k and the written
     key beta k: two independent step loops agree."""
@@ -179,9 +228,7 @@ def test_fla_gla_matches_reference_on_gpu(dtype, tol):
 @pytest.mark.parametrize("gated", [False, True], ids=["delta", "gated_delta"])
 @pytest.mark.parametrize("dtype,tol", TOLERANCES)
 def test_fla_delta_rules_match_reference_on_gpu(gated, dtype, tol):
-    fn, choice = delta_impl(torch.device("cuda"), gated)
-    if gated and choice.missing == FLA_GATED_REFUSED:  # fla's own refusal on this GPU and Triton
-        pytest.skip(choice.missing)
+    fn, choice = delta_impl(torch.device("cuda"), gated)  # delta_chunked where fla refuses or is missing
     assert choice.fast, choice.missing
     if not gated:  # fla's chunk_delta_rule takes 16-bit inputs only: fp32 ones are computed in bf16
         tol = TOLERANCES[-1][1]
@@ -223,13 +270,9 @@ def test_forced_reference_on_gpu_takes_the_new_references():
         assert delta_impl(cuda, False)[0] is delta_recurrent and rwkv7_impl(cuda)[0] is rwkv7_recurrent
 
 
-@pytest.mark.parametrize("hopper,triton_3_4,triton_3_7_1,fast", [
-    (True, True, False, False),   # fla refuses the gated backward here (its issue #640)
-    (True, True, True, True),     # a fixed Triton
-    (False, True, False, True),   # not a Hopper GPU
-])
-def test_gated_delta_rule_takes_the_reference_where_fla_refuses_it(monkeypatch, hopper, triton_3_4,
-                                                                   triton_3_7_1, fast):
+def fake_fla(monkeypatch, hopper=True, triton_3_4=True, triton_3_7_1=False, importable=True):
+    """fla "importable" (or not) with the given GPU and Triton, for choices asked on "cuda" (choose()
+    only reads the device type)."""
     import sys
     import types
 
@@ -239,10 +282,46 @@ def test_gated_delta_rule_takes_the_reference_where_fla_refuses_it(monkeypatch, 
                                       TRITON_ABOVE_3_7_1=triton_3_7_1)
     monkeypatch.setitem(sys.modules, "fla", types.SimpleNamespace(utils=fla_utils))
     monkeypatch.setitem(sys.modules, "fla.utils", fla_utils)
-    for module in (delta_rule, fla_ops):  # fla "importable"
-        monkeypatch.setattr(module, "fla_op", lambda module, name: (object(), ""))
-    fn, choice = delta_impl(torch.device("cuda"), gated=True)  # choose() only reads the device type
-    assert choice.fast == fast
-    assert (fn is delta_recurrent) != fast
-    assert (choice.missing == FLA_GATED_REFUSED) != fast
-    assert delta_impl(torch.device("cuda"), gated=False)[1].fast  # the ungated kernel is unaffected
+    found = (object(), "") if importable else (None, "flash-linear-attention not importable (...)")
+    for module in (delta_rule, fla_ops):
+        monkeypatch.setattr(module, "fla_op", lambda module, name: found)
+
+
+@pytest.mark.parametrize("hopper,triton_3_4,triton_3_7_1,refused", [
+    (True, True, False, True),     # fla refuses the gated backward here (its issue #640)
+    (True, True, True, False),     # a fixed Triton
+    (False, True, False, False),   # not a Hopper GPU
+])
+def test_gated_delta_rule_takes_delta_chunked_where_fla_refuses_it(monkeypatch, hopper, triton_3_4,
+                                                                   triton_3_7_1, refused):
+    fake_fla(monkeypatch, hopper, triton_3_4, triton_3_7_1)
+    fn, choice = delta_impl(torch.device("cuda"), gated=True)
+    assert choice.fast  # a fast path either way: the runner trains on it
+    assert (fn is delta_chunked) == refused and (fn is not delta_recurrent)
+    assert (choice.path == "torch.delta_chunked") == refused
+    assert (choice.missing == FLA_GATED_REFUSED) == refused  # why fla's kernel is not taken stays recorded
+    fn, choice = delta_impl(torch.device("cuda"), gated=False)  # the ungated kernel is unaffected
+    assert choice == KernelChoice("fla.ops.delta_rule.chunk_delta_rule", True) and fn is not delta_chunked
+
+
+def test_delta_rules_take_delta_chunked_on_cuda_without_fla(monkeypatch):
+    fake_fla(monkeypatch, importable=False)
+    for gated in (False, True):
+        fn, choice = delta_impl(torch.device("cuda"), gated)
+        assert fn is delta_chunked and choice.fast and choice.path == "torch.delta_chunked"
+        assert "not importable" in choice.missing
+        with force_reference():  # forcing the reference still wins
+            assert delta_impl(torch.device("cuda"), gated) == (delta_recurrent,
+                                                               KernelChoice("reference.delta_recurrent", False))
+
+
+def test_gated_deltanet_where_fla_refuses_is_not_a_slow_path(monkeypatch):
+    import mqarbench.kernels as kernels
+    from mqarbench.models.registry import load_adapter
+
+    fake_fla(monkeypatch)  # a Hopper GPU with Triton 3.6: fla refuses the gated kernel
+    monkeypatch.setattr(kernels, "module_device", lambda module: torch.device("cuda"))
+    model = load_adapter("gated_deltanet").build("tiny", 64, 64)
+    assert kernels.kernel_paths(model)["gated_delta_rule"] == "torch.delta_chunked"
+    slow = kernels.slow_paths(model)  # only ops outside fla (the short convs) may remain there
+    assert not [line for line in slow if line.startswith("gated_delta_rule")], slow

@@ -22,7 +22,7 @@ class KernelChoice:
 
     path: str  # e.g. "mamba_ssm.selective_scan_fn", "sdpa", "reference"
     fast: bool
-    missing: str = ""  # why the fast path is not taken, with the fix
+    missing: str = ""  # why the library's kernel is not taken (also on a fast fallback), with the fix
 
 
 def use_reference() -> bool:

@@ -26,14 +26,18 @@ def fla_op(module: str, name: str) -> tuple[Callable | None, str]:
 
 
 def choose(device: torch.device, op: tuple[str, str], fast: Callable, reference: Callable,
-           ready: Callable[[], tuple[Callable | None, str]] | None = None) -> tuple[Callable, KernelChoice]:
+           ready: Callable[[], tuple[Callable | None, str]] | None = None,
+           fallback: Callable | None = None) -> tuple[Callable, KernelChoice]:
     """``fast`` (named after ``op`` = (module, name)) on CUDA when that op imports and the reference
-    is not forced; ``reference`` otherwise, with the reason where CUDA is there but the op is not.
+    is not forced; where CUDA is there but the op is not, ``fallback`` (a fast pure-PyTorch path,
+    named ``torch.<its name>``) if given, else ``reference``, either with the reason.
     ``ready`` replaces fla's import check (for ops of other libraries)."""
     label = f"reference.{reference.__name__}"
     if use_reference() or device.type != "cuda":
         return reference, KernelChoice(label, False)
     kernel, missing = (ready or (lambda: fla_op(*op)))()
+    if kernel is None and fallback is not None:
+        return fallback, KernelChoice(f"torch.{fallback.__name__}", True, missing)
     if kernel is None:
         return reference, KernelChoice(label, False, missing)
     return fast, KernelChoice(".".join(op), True)

@@ -51,5 +51,5 @@ def describe(adapter: ModelAdapter, preset: str, vocab_size: int = DEFAULT_VOCAB
 def available_kernels(adapter: ModelAdapter, device: str) -> dict[str, str]:
     """Which path each op would take on ``device`` here (a tiny build, moved there)."""
     module = adapter.build("tiny", 64, 64).to(device)
-    return {op: choice.path + ("" if choice.fast or not choice.missing else f" ({choice.missing})")
+    return {op: choice.path + (f" ({choice.missing})" if choice.missing else "")
             for op, choice in sorted(kernel_choices(module).items())}
