@@ -1,8 +1,10 @@
-"""benchmarks/gpu_tests.sh runs the GPU suite as parallel groups: together they must hold every
-GPU test exactly once, or a new test would silently never run on the GPU."""
+"""The GPU machine's scripts, checked on CPU. benchmarks/gpu_tests.sh runs the GPU suite as
+parallel groups: together they must hold every GPU test exactly once, or a new test would silently
+never run on the GPU; the wheels and the Triton cache travel in the forms the scripts unpack."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -62,3 +64,44 @@ def test_compressed_wheels_install_where_python_finds_them(tmp_path):
     done = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1.2" and (site / "fake_gpu_wheel" / "__init__.py").exists()
+
+
+def fake_entry(cache: Path, key: str, name: str, warps: int, stages: int) -> Path:
+    """One Triton cache entry: a compiled variant and its metadata."""
+    entry = cache / key
+    entry.mkdir(parents=True)
+    (entry / f"{name}.cubin").write_bytes(b"\0" * 64)
+    (entry / f"{name}.json").write_text(json.dumps({"name": name, "num_warps": warps, "num_stages": stages,
+                                                    "num_ctas": 1, "maxnreg": None}))
+    (entry / f"__grp__{name}.json").write_text("{}")
+    return entry
+
+
+def test_the_carried_triton_cache_keeps_autotuning_winners_only(tmp_path):
+    """triton_cache_out.sh carries what a cache hit reads: the variant each cached autotuning result
+    selects (and every kernel that was never autotuned), not the configs that lost."""
+    cache = tmp_path / ".triton"
+    winner = fake_entry(cache, "A", "chunk_fwd", warps=4, stages=2)
+    loser = fake_entry(cache, "B", "chunk_fwd", warps=8, stages=3)
+    plain = fake_entry(cache, "C", "not_autotuned", warps=8, stages=3)
+    timings = cache / "D"
+    timings.mkdir()
+    cfg = {"kwargs": {"BT": 64}, "num_ctas": 1, "maxnreg": None}
+    (timings / "chunk_fwd.autotune.json").write_text(json.dumps({"key": [1], "configs_timings": [
+        [{**cfg, "num_warps": 8, "num_stages": 3}, [0.9, 0.8, 1.0]],
+        [{**cfg, "num_warps": 4, "num_stages": 2}, [0.5, 0.4, 0.6]]]}))
+    (tmp_path / "benchmarks").mkdir()
+    for script in ("triton_cache_out.sh", "triton_cache_prune.py"):
+        (tmp_path / "benchmarks" / script).write_text((ROOT / "benchmarks" / script).read_text())
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "benchmarks/triton_cache_out.sh", str(out)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    listing = subprocess.run(f"cat {out}/triton_cache.txz.part-* | xz -d | tar tf -", shell=True,
+                             capture_output=True, text=True, check=True).stdout.split()
+    names = {Path(p).relative_to(".triton").as_posix() for p in listing}
+    assert {"A/chunk_fwd.cubin", "C/not_autotuned.cubin", "D/chunk_fwd.autotune.json"} <= names
+    assert not any(n.startswith("B/") for n in names)  # the slower config's compiled variant
+    assert winner.exists() and loser.exists() and plain.exists()  # the live cache is left as it is
