@@ -2,7 +2,7 @@
 
     python benchmarks/board_todo.py [--models m1,m2|all|new] [--suite all] [--seeds 3]
                                     [--preset small] [--root leaderboard] [--data-dir mqar_data]
-    python benchmarks/board_todo.py --ids-only MODEL [--suite all] ...   # ids for `mqarbench run --only`
+    python benchmarks/board_todo.py --ids-only MODEL [--suite all] [--train TASK ...]   # for `run --only`
 
 For each model the matrix is planned as `mqarbench run --model M --suite S --seeds N --preset P`
 plans it (same run ids), and each run id is looked up under ROOT/submissions/*/runs/ and
@@ -98,16 +98,24 @@ def classify(model: str, specs: list[RunSpec], index: dict[str, list[Path]]) -> 
 
 
 def board_todo(models: list[str], suite: str, seeds: int, preset: str, root: Path,
-               data_dir: Path) -> list[Todo]:
-    """Plan each model's matrix as `mqarbench run` does and classify every run against ``root``."""
+               data_dir: Path, train: list[str] | None = None) -> list[Todo]:
+    """Plan each model's matrix as `mqarbench run` does (only the runs trained on ``train``, if
+    given, as its --train does) and classify every run against ``root``."""
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
-    load_suite(suite)  # an unknown suite fails before any data is built
+    train_tasks = load_suite(suite).train_tasks()  # an unknown suite fails before any data is built
+    unknown = sorted(set(train or []) - set(train_tasks))
+    if unknown:
+        raise UserError(f"--train {' '.join(unknown)}: not a training task of suite {suite} "
+                        f"({', '.join(train_tasks)})")
     hps = sweep(preset)
     index = index_runs(root)
     datasets: dict[str, Dataset] = suite_datasets(suite, preset, data_dir)
-    return [classify(m, plan_runs([m], suite, preset, datasets, hps, list(range(seeds)), root), index)
-            for m in models]
+    todos = []
+    for m in models:
+        specs = plan_runs([m], suite, preset, datasets, hps, list(range(seeds)), root)
+        todos.append(classify(m, [s for s in specs if not train or s.train.task in train], index))
+    return todos
 
 
 def table(todos: list[Todo], suite: str, seeds: int) -> list[str]:
@@ -125,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ids-only", metavar="MODEL", help="print only MODEL's ids to train, space-separated")
     p.add_argument("--suite", default="all")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--train", nargs="+", metavar="TASK", help="only the runs trained on these tasks")
     p.add_argument("--preset", default="small")
     p.add_argument("--root", type=Path, default=leaderboard_dir())
     p.add_argument("--data-dir", type=Path, default=None, help="dataset cache (default: mqar_data/)")
@@ -138,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             # `new` is decided after classifying: built-ins with no run in a submission
             models = list(BUILTINS) if args.models.strip() == "new" else resolve_models(args.models)
-        todos = board_todo(models, args.suite, args.seeds, args.preset, args.root, data_dir)
+        todos = board_todo(models, args.suite, args.seeds, args.preset, args.root, data_dir, args.train)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -7,7 +7,8 @@
 # what a cache hit reads and xz-compressed by triton_cache_out.sh, so that it fits beside the
 # wheels in the 64 MiB carry):  cat triton_cache.txz.part-* > .triton_cache.txz
 # Phases run in order; PHASES="tests pack profile models epoch matrix workers calibrate board" picks some
-# (models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one bench_models table; wait@PHASE: wait for another lane's PHASE)
+# (models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one bench_models table; wait@PHASE: wait for another lane's PHASE;
+# todo@MODEL[@SUITE@SEEDS[@train=TASK+TASK]]: the runs benchmarks/board_todo.py says the board lacks)
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
 # SUITE x SEEDS at small, default pythia,mamba x main x 3, one `mqarbench run` per model so that a
 # time limit loses one model's pack, not all; board@MODELS@SUITE@SEEDS[@ID+ID|@train=TASK+TASK] overrides
@@ -15,7 +16,7 @@
 # runs more phases at the same time in another process chain (the GPU is shared; a board beside the
 # tests). Logs in /tmp/session.
 set -u
-LOG=/tmp/session; mkdir -p "$LOG"
+LOG=${SESSION_LOG:-/tmp/session}; mkdir -p "$LOG"
 if [ "${1:-}" = poll ]; then
   cat "$LOG/progress.txt" 2>/dev/null; for f in $(ls -t "$LOG"/*.log "$LOG"/*.md 2>/dev/null | head -2); do echo "== $f"; tail -n 6 "$f"; done
   for f in mqar_runs/cal/*.log; do [ -f "$f" ] && echo "== $f" && tail -n 2 "$f"; done
@@ -38,6 +39,14 @@ step() { echo "$(( $(date +%s) - T0 ))s start $1" >> "$LOG/progress.txt"; }
 done_() { echo "$(( $(date +%s) - T0 ))s done $1 rc=$2" >> "$LOG/progress.txt"; }
 # a board phase's last field: run ids (ID+ID, as --only) or train tasks (train=TASK+TASK, as --train)
 pick_runs() { case $1 in "") ;; train=*) local t=${1#train=}; echo "--train ${t//+/ }";; *) echo "--only ${1//+/ }";; esac; }
+board_pack() {  # MODEL SUITE SEEDS [run picks]: one `mqarbench run` (one pack) into mqar_runs/board
+  local model=$1 suite=$2 seeds=$3; shift 3
+  echo "$(( $(date +%s) - T0 ))s board $model $suite x$seeds" >> "$LOG/progress.txt"
+  timeout "${BOARD_LIMIT:-1200}" mqarbench run --model "$model" --suite "$suite" --seeds "$seeds" "$@" \
+    --preset small --out mqar_runs/board --no-site > "$LOG/board-${model##*:}-$suite-$BASHPID.log" 2>&1; rc=$?
+  echo "$(( $(date +%s) - T0 ))s board $model $suite rc=$rc" >> "$LOG/progress.txt"
+  python3 benchmarks/bench_runner.py mqar_runs/board > "$LOG/board_summary.md" 2>&1  # a poll brings the runs
+}
 lane() {
 for phase in "$@"; do
   step "$phase"
@@ -75,14 +84,14 @@ for phase in "$@"; do
            # names (pick_runs); fields left out: the env's
            IFS=@ read -r _ models suite seeds only <<< "$phase"
            models=${models:-$MODELS} suite=${suite:-${SUITE:-main}} seeds=${seeds:-${SEEDS:-3}}
-           for model in ${models//,/ }; do
-             echo "$(( $(date +%s) - T0 ))s board $model $suite x$seeds" >> "$LOG/progress.txt"
-             timeout "${BOARD_LIMIT:-1200}" mqarbench run --model "$model" --suite "$suite" \
-               --seeds "$seeds" $(pick_runs "$only") --preset small --out mqar_runs/board --no-site \
-               > "$LOG/board-${model##*:}-$suite.log" 2>&1; rc=$?
-             echo "$(( $(date +%s) - T0 ))s board $model $suite rc=$rc" >> "$LOG/progress.txt"
-           done
-           python3 benchmarks/bench_runner.py mqar_runs/board > "$LOG/board_summary.md" 2>&1;;  # a poll brings the runs
+           for model in ${models//,/ }; do board_pack "$model" "$suite" "$seeds" $(pick_runs "$only"); done;;
+    todo@*)  # todo@MODEL[@SUITE@SEEDS[@train=TASK+TASK]]: the runs the committed board still lacks
+           # (benchmarks/board_todo.py, default suite all x 3 seeds), computed here: no ids on the command line
+           IFS=@ read -r _ model suite seeds pick <<< "$phase"; suite=${suite:-all} seeds=${seeds:-3}
+           train=(); [[ $pick == train=* ]] && { t=${pick#train=}; train=(--train ${t//+/ }); }
+           ids=$(python3 benchmarks/board_todo.py --ids-only "$model" --suite "$suite" --seeds "$seeds" "${train[@]}")
+           rc=$?; [ $rc = 0 ] && { if [ -n "$ids" ]; then board_pack "$model" "$suite" "$seeds" --only $ids
+                                   else echo "$(( $(date +%s) - T0 ))s todo $model: nothing to train" >> "$LOG/progress.txt"; fi; };;
     calibrate) timeout "${CAL_LIMIT:-1000}" bash benchmarks/calibration/run_candidates.sh "${STAGE:-benchmarks/calibration/stage1.txt}" \
                  mqar_runs/cal > "$LOG/calibration.md" 2>&1; rc=$?
                tar czf "$LOG/cal_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' \

@@ -78,8 +78,17 @@ def test_printed_phase_and_ids(board, capsys):
     assert "| pythia |" not in capsys.readouterr().out
 
 
+def test_train_picks_the_runs_of_those_tasks(board, capsys):
+    specs, by, data, root = board
+    common = [*ARGS[2:], "--root", str(root), "--data-dir", str(data), "--ids-only", "pythia"]
+    assert todo_mod.main([*common, "--train", "standard", "k2v2"]) == 0
+    want = [s.run_id for s in specs if s.train.task in ("standard", "k2v2") and s.run_id != by[("standard", 0)].run_id]
+    assert capsys.readouterr().out.split() == want and by[("standard", 1)].run_id in want
+
+
 @pytest.mark.parametrize("flags, message", [(["--suite", "nope"], "unknown suite 'nope'"),
-                                            (["--models", "nope"], "unknown model 'nope'")])
+                                            (["--models", "nope"], "unknown model 'nope'"),
+                                            (["--train", "last"], "--train last: not a training task of suite main")])
 def test_one_line_errors(board, capsys, flags, message):
     _, _, data, root = board
     assert todo_mod.main([*ARGS, "--root", str(root), "--data-dir", str(data), *flags]) == 2

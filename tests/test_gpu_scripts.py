@@ -105,3 +105,33 @@ def test_the_carried_triton_cache_keeps_autotuning_winners_only(tmp_path):
     assert {"A/chunk_fwd.cubin", "C/not_autotuned.cubin", "D/chunk_fwd.autotune.json"} <= names
     assert not any(n.startswith("B/") for n in names)  # the slower config's compiled variant
     assert winner.exists() and loser.exists() and plain.exists()  # the live cache is left as it is
+
+
+def test_session_todo_phase_trains_what_board_todo_lists(tmp_path):
+    """gpu_session.sh's todo@MODEL@SUITE@SEEDS@train=... asks board_todo.py on the machine for the
+    missing ids (a phase string stays short) and trains exactly those; nothing missing: no run."""
+    work, bin_dir, log = tmp_path / "work", tmp_path / "bin", tmp_path / "log"
+    (work / "benchmarks").mkdir(parents=True)
+    bin_dir.mkdir()
+    (work / "benchmarks" / "gpu_session.sh").write_text((ROOT / "benchmarks" / "gpu_session.sh").read_text())
+    (work / "benchmarks" / "gpu_env.sh").write_text("")  # no wheels or installs on CPU
+    (work / "benchmarks" / "bench_runner.py").write_text("")
+    (work / "benchmarks" / "board_todo.py").write_text(
+        "import sys\nprint(sys.argv[1:], file=open('todo_args.txt', 'a'))\n"
+        "print('' if sys.argv[2] == 'done_model' else 'id1 id2')\n")
+    for tool, body in (("mqarbench", 'echo "$@" >> mqarbench_calls.txt'), ("nvidia-smi", "exit 0")):
+        (bin_dir / tool).write_text(f"#!/usr/bin/env bash\n{body}\n")
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "SESSION_LOG": str(log), "PHASES": "todo@rwkv7@all@3@train=standard+shuffle todo@done_model",
+           "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "benchmarks/gpu_session.sh"], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    asked = (work / "todo_args.txt").read_text().splitlines()
+    assert asked == [str(["--ids-only", "rwkv7", "--suite", "all", "--seeds", "3", "--train", "standard", "shuffle"]),
+                     str(["--ids-only", "done_model", "--suite", "all", "--seeds", "3"])]
+    calls = (work / "mqarbench_calls.txt").read_text().splitlines()
+    assert calls == ["run --model rwkv7 --suite all --seeds 3 --only id1 id2 --preset small "
+                     "--out mqar_runs/board --no-site"]
+    progress = (log / "progress.txt").read_text()
+    assert "todo done_model: nothing to train" in progress and "all done" in progress
