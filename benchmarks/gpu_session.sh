@@ -47,6 +47,12 @@ board_pack() {  # MODEL SUITE SEEDS [run picks]: one `mqarbench run` (one pack) 
   echo "$(( $(date +%s) - T0 ))s board $model $suite rc=$rc" >> "$LOG/progress.txt"
   python3 benchmarks/bench_runner.py mqar_runs/board > "$LOG/board_summary.md" 2>&1  # a poll brings the runs
 }
+bench_table() {  # LIMIT PRESET FAMILY+FAMILY [MODEL+MODEL]: one bench_models.py table (small at the runner's batch of 64)
+  local batch=(); [ "$2" = small ] && batch=(--batch 64)
+  timeout "$1" python3 benchmarks/bench_models.py --preset "$2" "${batch[@]}" $(for f in ${3//+/ }; do echo "--family $f"; done) \
+    ${4:+--only ${4//+/ }} >> "$LOG/bench_models.md" 2>&1; rc=$?
+  cp "$LOG/bench_models.md" "$LOG/current.log"; return $rc
+}
 lane() {
 for phase in "$@"; do
   step "$phase"
@@ -57,15 +63,9 @@ for phase in "$@"; do
           rc=$?; cp "$LOG/bench_pack.md" "$LOG/current.log";;
     profile) timeout 300 python3 benchmarks/profile_step.py --models mamba,mamba2,gla,rwkv7,deltanet --top 12 \
                > "$LOG/profile.md" 2>&1; rc=$?; cp "$LOG/profile.md" "$LOG/current.log";;
-    models) { timeout 300 python3 benchmarks/bench_models.py --preset small --batch 64 --family mamba --family mamba2 --family fla
-              timeout 400 python3 benchmarks/bench_models.py --preset paper --family mamba --family mamba2 --family fla; } >> "$LOG/bench_models.md" 2>&1
-            rc=$?; cp "$LOG/bench_models.md" "$LOG/current.log";;
-    models@*)  # models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one table (small at the runner's batch of 64)
-            IFS=@ read -r _ preset families only <<< "$phase"; batch=(); [ "$preset" = small ] && batch=(--batch 64)
-            only_args=(); [ -n "$only" ] && only_args=(--only ${only//+/ })
-            timeout 600 python3 benchmarks/bench_models.py --preset "$preset" "${batch[@]}" \
-              $(for f in ${families//+/ }; do echo "--family $f"; done) "${only_args[@]}" >> "$LOG/bench_models.md" 2>&1
-            rc=$?; cp "$LOG/bench_models.md" "$LOG/current.log";;
+    models) bench_table 300 small mamba+mamba2+fla; bench_table 400 paper mamba+mamba2+fla;;
+    models@*)  # models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one table
+            IFS=@ read -r _ preset families only <<< "$phase"; bench_table 600 "$preset" "$families" "$only";;
     wait@*)  # wait@PHASE: this lane waits until another lane has finished PHASE (an idle GPU for its timings)
             until grep -qF "done ${phase#wait@} rc=" "$LOG/progress.txt"; do sleep 5; done; rc=0;;
     epoch) rc=0; for task in k4v8-shuffle k2v2; do  # the paper's headline rows: measured epoch times
@@ -88,8 +88,7 @@ for phase in "$@"; do
     todo@*)  # todo@MODEL[@SUITE@SEEDS[@train=TASK+TASK]]: the runs the committed board still lacks
            # (benchmarks/board_todo.py, default suite all x 3 seeds), computed here: no ids on the command line
            IFS=@ read -r _ model suite seeds pick <<< "$phase"; suite=${suite:-all} seeds=${seeds:-3}
-           train=(); [[ $pick == train=* ]] && { t=${pick#train=}; train=(--train ${t//+/ }); }
-           ids=$(python3 benchmarks/board_todo.py --ids-only "$model" --suite "$suite" --seeds "$seeds" "${train[@]}")
+           ids=$(python3 benchmarks/board_todo.py --ids-only "$model" --suite "$suite" --seeds "$seeds" $(pick_runs "$pick"))
            rc=$?; [ $rc = 0 ] && { if [ -n "$ids" ]; then board_pack "$model" "$suite" "$seeds" --only $ids
                                    else echo "$(( $(date +%s) - T0 ))s todo $model: nothing to train" >> "$LOG/progress.txt"; fi; };;
     calibrate) timeout "${CAL_LIMIT:-1000}" bash benchmarks/calibration/run_candidates.sh "${STAGE:-benchmarks/calibration/stage1.txt}" \

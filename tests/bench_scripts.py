@@ -1,6 +1,7 @@
 """Load a script of benchmarks/ as a module (they are scripts, not a package)."""
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -9,6 +10,6 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 def load_script(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)  # a dataclass needs its module there
     spec.loader.exec_module(module)
     return module

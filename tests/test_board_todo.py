@@ -1,22 +1,17 @@
 """benchmarks/board_todo.py: a run counts as on the board only if its results hold every test its
 suite asks (a run trained by a smaller suite has the same id but fewer tests)."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bench_scripts import BENCHMARKS
+from bench_scripts import load_script
 from mqarbench.runner.hparams import sweep
 from mqarbench.runner.plan import RunSpec, plan_runs, suite_datasets
 
-# registered in sys.modules before it runs (bench_scripts.load_script does not): its dataclass needs that
-_spec = importlib.util.spec_from_file_location("board_todo", BENCHMARKS / "board_todo.py")
-todo_mod = sys.modules["board_todo"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(todo_mod)
+todo_mod = load_script("board_todo")
 ARGS = ["--models", "pythia", "--suite", "main", "--seeds", "2", "--preset", "tiny"]
 
 

@@ -135,3 +135,27 @@ def test_session_todo_phase_trains_what_board_todo_lists(tmp_path):
                      "--out mqar_runs/board --no-site"]
     progress = (log / "progress.txt").read_text()
     assert "todo done_model: nothing to train" in progress and "all done" in progress
+
+
+def test_session_models_phases_call_bench_models_with_their_fields(tmp_path):
+    """`models` times small (at the runner's batch of 64) and paper; models@PRESET@FAMILIES@MODELS one table."""
+    work, bin_dir, log = tmp_path / "work", tmp_path / "bin", tmp_path / "log"
+    (work / "benchmarks").mkdir(parents=True)
+    bin_dir.mkdir()
+    (work / "benchmarks" / "gpu_session.sh").write_text((ROOT / "benchmarks" / "gpu_session.sh").read_text())
+    (work / "benchmarks" / "gpu_env.sh").write_text("")
+    (work / "benchmarks" / "bench_models.py").write_text(
+        "import sys\nprint(' '.join(sys.argv[1:]), file=open('bench_args.txt', 'a'))\n")
+    (bin_dir / "nvidia-smi").write_text("#!/usr/bin/env bash\nexit 0\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    env = {**os.environ, "SESSION_LOG": str(log), "PHASES": "models models@paper@fla@gla+deltanet",
+           "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "benchmarks/gpu_session.sh"], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (work / "bench_args.txt").read_text().splitlines() == [
+        "--preset small --batch 64 --family mamba --family mamba2 --family fla",
+        "--preset paper --family mamba --family mamba2 --family fla",
+        "--preset paper --family fla --only gla deltanet"]
+    progress = (log / "progress.txt").read_text()
+    assert "done models rc=0" in progress and "done models@paper@fla@gla+deltanet rc=0" in progress

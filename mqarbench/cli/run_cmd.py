@@ -29,7 +29,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train, select and evaluate models on a suite; print its tables")
     p.add_argument("--model", required=True,
-                   help=f"{MODEL_HELP}; several comma separated, or 'all' (every built-in: the paper's seven and five newer)")
+                   help=f"{MODEL_HELP}; several comma separated, or 'all' (every built-in: the "
+                        "paper's seven and five newer)")
     p.add_argument("--suite", required=True, help="main, positional, ngram, robustness or all")
     p.add_argument("--lr", type=float, nargs="+", help="learning rates to sweep (default: the preset's grid)")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per setting (default 1)")

@@ -101,7 +101,8 @@ def load_adapter(ref: str) -> ModelAdapter:
 
 
 def resolve_models(spec: str | list[str]) -> list[str]:
-    """Expand a comma list / list of model refs; ``all`` means every built-in (BUILTINS: the paper's seven, then the newer five)."""
+    """Expand a comma list / list of model refs; ``all`` means every built-in (BUILTINS: the
+    paper's seven, then the newer five)."""
     items = spec.split(",") if isinstance(spec, str) else [p for s in spec for p in s.split(",")]
     refs: list[str] = []
     for item in (i.strip() for i in items):
