@@ -16,20 +16,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from mqarbench.models import SplitLM
-from mqarbench.kernels import KernelChoice, at_least_fp32 as common_precision
+from mqarbench.kernels import KernelChoice, at_least_fp32
 from mqarbench.kernels.causal_conv import conv_impl
 
 State = dict[str, torch.Tensor]
 
 
-def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
-    """bf16/fp16 -> fp32; fp64 stays fp64 (exact tests)."""
-    return common_precision(x)[0]
-
-
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """RMSNorm over the last dim, computed in fp32 or wider, returned in x's dtype."""
-    work = at_least_fp32(x)
+    work = at_least_fp32(x)[0]
     return (work * torch.rsqrt(work.square().mean(-1, keepdim=True) + eps) * weight).to(x.dtype)
 
 

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.blocks import PreNormLM, ShortConv, State, at_least_fp32, heads, rms_norm
-from mqarbench.kernels import KernelChoice
+from baselines.blocks import PreNormLM, ShortConv, State, heads, rms_norm
+from mqarbench.kernels import KernelChoice, at_least_fp32
 from mqarbench.models import ModelAdapter, ModelConfig
 from mqarbench.kernels.delta_rule import delta_impl, delta_step
 
@@ -84,7 +84,7 @@ class DeltaMixer(nn.Module):
         beta = torch.sigmoid(self.b_proj(x))
         if not self.gated:
             return beta, None
-        return beta, -self.A_log.exp() * F.softplus(at_least_fp32(self.a_proj(x)) + self.dt_bias)
+        return beta, -self.A_log.exp() * F.softplus(at_least_fp32(self.a_proj(x))[0] + self.dt_bias)
 
     def _qkv(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return (F.normalize(heads(q, self.head_k), dim=-1), F.normalize(heads(k, self.head_k), dim=-1),

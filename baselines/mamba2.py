@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.blocks import ShortConv, State, at_least_fp32, heads, rms_norm
+from baselines.blocks import ShortConv, State, heads, rms_norm
 from baselines.mamba import CITATION as MAMBA_CITATION
 from baselines.mamba import MambaLM
-from mqarbench.kernels import KernelChoice
+from mqarbench.kernels import KernelChoice, at_least_fp32
 from mqarbench.models import ModelAdapter, ModelConfig
 from mqarbench.kernels.ssd import ssd_impl, ssd_step
 
@@ -70,14 +70,14 @@ class Mamba2Mixer(nn.Module):
 
     def _output(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Gated RMSNorm (gate before the norm, as mamba_ssm's default), then out_proj."""
-        y = rms_norm(at_least_fp32(y.flatten(-2)) * F.silu(at_least_fp32(z)), self.norm_weight)
+        y = rms_norm(at_least_fp32(y.flatten(-2))[0] * F.silu(at_least_fp32(z)[0]), self.norm_weight)
         return self.out_proj(y.to(z.dtype))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, L, d_model)
         z, xbc, dt = self._split(self.in_proj(hidden))
         x, b, c = self._scan_inputs(self.conv(xbc))
         ssd, _ = ssd_impl(hidden.device)
-        a, d, dt_bias = (at_least_fp32(p) for p in (self.A_log, self.D, self.dt_bias))
+        a, d, dt_bias = (at_least_fp32(p)[0] for p in (self.A_log, self.D, self.dt_bias))
         y = ssd(x, dt, -torch.exp(a), b, c, d, dt_bias)
         return self._output(y, z)  # (B, L, d_model)
 

@@ -54,7 +54,7 @@ def ours(name: str, preset: str, length: int) -> tuple[str, torch.nn.Module]:
 
 
 def mamba_family(preset: str, length: int) -> Iterator[tuple[str, torch.nn.Module]]:
-    for name in ("mamba", "mamba_2x_state", "mamba_4x_state", "global_mamba"):
+    for name in MODELS["mamba"][:4]:  # ours; the fifth is mamba_ssm's reference, below
         yield ours(name, preset, length)
     label, unfused = ours("global_mamba", preset, length)
     for module in unfused.modules():  # the path before global_selection_inner_fn, for comparison
@@ -156,9 +156,20 @@ def mamba2_family(preset: str, length: int) -> Iterator[tuple[str, torch.nn.Modu
 
 def fla_family(preset: str, length: int) -> Iterator[tuple[str, torch.nn.Module]]:
     """The flash-linear-attention models; each autotunes its own kernels on first use."""
-    for name in ("gated_deltanet", "rwkv7", "gla", "deltanet"):
+    for name in MODELS["fla"]:
         yield ours(name, preset, length)
 
+
+# family -> what --only matches: the first word of each row's label (variant rows share it).
+# Fixed here so that a misspelt --only fails before any model is built or GPU touched.
+MODELS: dict[str, tuple[str, ...]] = {
+    "mamba": ("mamba", "mamba_2x_state", "mamba_4x_state", "global_mamba", "mamba_ssm.MambaLMHeadModel"),
+    "pythia": ("pythia", "plain"),  # "plain SDPA GPT-NeoX"
+    "hyena": ("hyena",),
+    "mamba2": ("mamba2",),
+    "rwkv": ("rwkv",),
+    "fla": ("gated_deltanet", "rwkv7", "gla", "deltanet"),
+}
 
 FAMILIES: dict[str, Callable[[str, int], Iterator[tuple[str, torch.nn.Module]]]] = {
     "mamba": mamba_family,
@@ -201,14 +212,20 @@ def step_ms(model: torch.nn.Module, batch: int, length: int,
     return sorted(times)[len(times) // 2], torch.cuda.max_memory_allocated(), first_s
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(SHAPES), default="small")
     parser.add_argument("--family", choices=sorted(FAMILIES), action="append")
     parser.add_argument("--batch", type=int, help="batch size (default: the preset's, above)")
     parser.add_argument("--only", nargs="+", metavar="MODEL",
                         help="time only these models of the families (their variant rows too)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    families = args.family or list(FAMILIES)
+    known = [name for family in families for name in MODELS[family]]
+    unknown = [name for name in args.only or () if name not in known]
+    if unknown:  # else the table would come out empty after the header
+        parser.exit(2, f"bench_models.py: --only {' '.join(unknown)}: no such model in --family "
+                       f"{' '.join(families)}; pick from: {' '.join(known)} (or add the --family that has it)\n")
     batch, length = SHAPES[args.preset]
     if args.batch is not None:
         if args.batch < 1:
@@ -221,7 +238,7 @@ def main() -> None:
     print("| model | params | ms/step | tokens/s | peak GiB | MFU (6N) | first step s | kernels |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     measured: dict[str, float] = {}
-    for family in args.family or FAMILIES:  # table order: fla's autotuning last
+    for family in families:  # table order: fla's autotuning last
         for label, model in FAMILIES[family](args.preset, length):
             if args.only and label.split(" ")[0] not in args.only:
                 continue

@@ -71,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-list", action="store_true",
                         help="delete nothing; print the files worth carrying, one per line")
     args = parser.parse_args(argv)
-    if not args.cache.is_dir():
-        parser.error(f"{args.cache}: not a directory; pass the folder TRITON_CACHE_DIR points to")
+    if not args.cache.is_dir():  # one line, not argparse's usage + error: this runs inside shell scripts
+        parser.exit(2, f"triton_cache_prune.py: no Triton cache at {args.cache}: "
+                       "pass the folder TRITON_CACHE_DIR pointed at\n")
     if args.keep_list:
         print("\n".join(str(f) for f in kept_files(args.cache)))
         return 0

@@ -325,3 +325,14 @@ def test_gated_deltanet_where_fla_refuses_is_not_a_slow_path(monkeypatch):
     assert kernels.kernel_paths(model)["gated_delta_rule"] == "torch.delta_chunked"
     slow = kernels.slow_paths(model)  # only ops outside fla (the short convs) may remain there
     assert not [line for line in slow if line.startswith("gated_delta_rule")], slow
+
+
+def test_delta_reference_takes_a_wider_gate_than_its_inputs():
+    """fp32 q, k, v, beta with an fp64 g (as the GPU parity test passes them): computed in fp64,
+    equal to the all-fp64 call; the state never changes dtype between two steps."""
+    q, k, v, beta, g = delta_inputs()  # fp64
+    mixed = delta_recurrent(q.float(), k.float(), v.float(), beta.float(), g, scale=0.5)
+    exact = delta_recurrent(q.float().double(), k.float().double(), v.float().double(),
+                            beta.float().double(), g, scale=0.5)
+    assert mixed.dtype == torch.float64
+    torch.testing.assert_close(mixed, exact)

@@ -41,8 +41,11 @@ def delta_step(state: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.T
 def delta_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor,
                     g: torch.Tensor | None, scale: float) -> torch.Tensor:
     """One step at a time in fp32 or wider; g None is DeltaNet (no forgetting)."""
-    q, k, v, beta = at_least_fp32(q, k, v, beta)
-    g = None if g is None else at_least_fp32(g)[0]
+    # one dtype for all (the widest given, fp32 at least): a wider g would widen the state mid-loop
+    if g is None:
+        q, k, v, beta = at_least_fp32(q, k, v, beta)
+    else:
+        q, k, v, beta, g = at_least_fp32(q, k, v, beta, g)
     batch, length, heads, width = q.shape
     state = q.new_zeros(batch, heads, width, v.shape[-1])  # (B, H, K, V)
     outputs = []
