@@ -228,3 +228,27 @@ def test_a_mistyped_pending_folder_is_an_error_not_an_empty_section(tmp_path, ca
     err = capsys.readouterr().err
     assert "--pending" in err and "pendnig" in err and "not a directory" in err
     assert not out.exists()  # nothing half-written
+
+
+def test_pending_n_gram_ratio_takes_the_boards_in_domain_cell(tmp_path):
+    """mamba2's k1v1 runs wait in leaderboard/pending while its k2v2 runs are on the board: the
+    pending row's n-gram ratio is their K1V1->K2V2 over the board's K2V2."""
+    import json
+    import shutil
+
+    from mqarbench.paths import REPO_ROOT
+
+    pending = tmp_path / "pending" / "mamba2" / "runs"
+    pending.mkdir(parents=True)
+    for run in (REPO_ROOT / "leaderboard/pending/mamba2/runs").iterdir():
+        if json.loads((run / "run.json").read_text())["train_task"] == "k1v1":
+            shutil.copytree(run, pending / run.name)
+    out = tmp_path / "out.md"
+    assert rep.main(["--out", str(out), "--pending", str(tmp_path / "pending")]) == 0
+    board = rep.load_measured(REPO_ROOT / "leaderboard/submissions", "small")
+    waiting = rep.load_pending(tmp_path / "pending", board)
+    transfer = waiting.scores["mamba2"][("k1v1", "k2v2")]
+    ratio = transfer.mean / board.scores["mamba2"][("k2v2", "k2v2")].mean
+    section = out.read_text().split("## Runs waiting for a whole suite")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| mamba2 |"))
+    assert row.endswith(f"| {rep.fmt(transfer)} | {ratio:.2f} |") and "| not run | not run |" in row

@@ -31,6 +31,7 @@ Scores = dict[str, dict[Cell, Score]]  # model -> (train, test) -> score over se
 MARGIN = 5.0  # points: a difference smaller than this (or two combined stds) is noise
 RECURRENT = ("hyena", "rwkv", "mamba", "mamba_2x_state", "mamba_4x_state", "global_mamba")
 COLUMNS = list(paper.TABLE3_COLUMNS.values())
+NGRAM_TRANSFER = ("k1v1", "k2v2")  # the n-gram shortcut's cell (README, "Shortcut score")
 
 
 @dataclass(frozen=True)
@@ -378,9 +379,14 @@ def _pending(pending: Measured, board: Measured) -> list[str]:
              "submission covers whole suites), at this board's preset and task versions. They are "
              "not on the board and the verdicts above never use them; mamba and pythia are the "
              "board's.", "",
-             "| model | " + " | ".join(paper.TABLE3_COLUMNS) + " |", "| --- |" + " --- |" * len(COLUMNS)]
+             "| model | " + " | ".join(paper.TABLE3_COLUMNS) + " | K1V1→K2V2 | n-gram ratio |",
+             "| --- |" + " --- |" * (len(COLUMNS) + 2)]
     for model, scores in [(m, board.scores[m]) for m in rows] + sorted(pending.scores.items()):
-        lines.append(f"| {model} | " + " | ".join(fmt(scores.get(c)) for c in COLUMNS) + " |")
+        # a model on the board as well (a suite of it pending): its ratio from both sets of runs
+        both = {**board.scores.get(model, {}), **scores}
+        ngram = ShortcutScore.of(lambda train, test: both.get((train, test))).ngram
+        lines.append(f"| {model} | " + " | ".join(fmt(scores.get(c)) for c in COLUMNS + [NGRAM_TRANSFER])
+                     + f" | {'–' if ngram is None else f'{ngram:.2f}'} |")
     lines += ["", "Beside mamba (clearly: by more than "
               f"{MARGIN:g} points and two combined stds):", ""]
     mamba = board.scores.get("mamba", {})
