@@ -8,7 +8,8 @@
 # wheels in the 64 MiB carry):  cat triton_cache.txz.part-* > .triton_cache.txz
 # Phases run in order; PHASES="tests pack profile models epoch matrix workers calibrate board" picks some
 # (models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one bench_models table; wait@PHASE: wait for another lane's PHASE;
-# todo@MODEL[@SUITE@SEEDS[@train=TASK+TASK]]: the runs benchmarks/board_todo.py says the board lacks)
+# todo@MODEL[@SUITE@SEEDS[@train=TASK+TASK]]: the runs benchmarks/board_todo.py says the board lacks;
+# matrix[@SUITE[@train=...]] / workers[@SUITE[@train=...]]: mamba's runs per GPU-hour, packed / 8 processes)
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
 # SUITE x SEEDS at small, default pythia,mamba x main x 3, one `mqarbench run` per model so that a
 # time limit loses one model's pack, not all; board@MODELS@SUITE@SEEDS[@ID+ID|@train=TASK+TASK] overrides
@@ -72,14 +73,17 @@ for phase in "$@"; do
              timeout 600 python3 benchmarks/bench_epoch.py --models mamba,global_mamba --task $task \
                --preset paper >> "$LOG/bench_epoch.md" 2>&1 || rc=$?
            done; cp "$LOG/bench_epoch.md" "$LOG/current.log";;
-    matrix) timeout 1500 mqarbench run --model mamba --suite main --seeds 3 --preset small --out mqar_runs/packed \
-              --no-site > "$LOG/matrix.log" 2>&1; rc=$?
-            python3 benchmarks/bench_runner.py mqar_runs/packed > "$LOG/matrix_summary.md" 2>&1
-            tar czf "$LOG/packed_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' mqar_runs/packed;;
-    workers) timeout "${WORKERS_LIMIT:-900}" mqarbench run --model mamba --suite main --seeds 1 --preset small --pack 1 --workers-per-gpu 8 \
-              --out mqar_runs/workers --no-site > "$LOG/workers.log" 2>&1; rc=$?
-             python3 benchmarks/bench_runner.py mqar_runs/workers > "$LOG/workers_summary.md" 2>&1
-             tar czf "$LOG/worker_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' mqar_runs/workers;;
+    matrix|matrix@*|workers|workers@*)  # the same mamba matrix packed (3 seeds) or by 8 worker processes (seed 0)
+           # matrix@SUITE[@train=TASK+TASK]: tested on SUITE (all: runs the board can use), under
+           # mqar_runs/board/ so that a poll brings them back
+           IFS=@ read -r kind suite pick <<< "$phase"; out=mqar_runs/packed
+           [ "$kind" = workers ] && out=mqar_runs/workers
+           [ -n "$suite" ] && out=mqar_runs/board/$kind
+           if [ "$kind" = matrix ]; then args=(--seeds 3); limit=1500; else args=(--seeds 1 --pack 1 --workers-per-gpu 8); limit=${WORKERS_LIMIT:-900}; fi
+           timeout "$limit" mqarbench run --model mamba --suite "${suite:-main}" "${args[@]}" $(pick_runs "$pick") \
+             --preset small --out "$out" --no-site > "$LOG/$kind.log" 2>&1; rc=$?
+           python3 benchmarks/bench_runner.py "$out" > "$LOG/${kind}_summary.md" 2>&1
+           tar czf "$LOG/${kind}_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' "$out";;
     board|board@*)  # board@MODELS@SUITE@SEEDS[@PICK] gives one lane its own matrix, or the runs PICK
            # names (pick_runs); fields left out: the env's
            IFS=@ read -r _ models suite seeds only <<< "$phase"

@@ -159,3 +159,34 @@ def test_session_models_phases_call_bench_models_with_their_fields(tmp_path):
         "--preset paper --family fla --only gla deltanet"]
     progress = (log / "progress.txt").read_text()
     assert "done models rc=0" in progress and "done models@paper@fla@gla+deltanet rc=0" in progress
+
+
+def test_session_matrix_phases_run_the_same_mamba_matrix_both_ways(tmp_path):
+    """matrix / workers: the issue's matrix (main, packed with 3 seeds; 8 worker processes with
+    seed 0); matrix@all@train=...: the same training runs with every suite's tests, under
+    mqar_runs/board so that a poll brings them back for the board."""
+    work, bin_dir, log = tmp_path / "work", tmp_path / "bin", tmp_path / "log"
+    (work / "benchmarks").mkdir(parents=True)
+    bin_dir.mkdir()
+    (work / "benchmarks" / "gpu_session.sh").write_text((ROOT / "benchmarks" / "gpu_session.sh").read_text())
+    (work / "benchmarks" / "gpu_env.sh").write_text("")
+    (work / "benchmarks" / "bench_runner.py").write_text("")
+    for tool, body in (("mqarbench", 'echo "$@" >> mqarbench_calls.txt'), ("nvidia-smi", "exit 0")):
+        (bin_dir / tool).write_text(f"#!/usr/bin/env bash\n{body}\n")
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "SESSION_LOG": str(log),
+           "PHASES": "matrix workers matrix@all@train=standard+k2v2 workers@all@train=standard+k2v2",
+           "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "benchmarks/gpu_session.sh"], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (work / "mqarbench_calls.txt").read_text().splitlines() == [
+        "run --model mamba --suite main --seeds 3 --preset small --out mqar_runs/packed --no-site",
+        "run --model mamba --suite main --seeds 1 --pack 1 --workers-per-gpu 8 --preset small "
+        "--out mqar_runs/workers --no-site",
+        "run --model mamba --suite all --seeds 3 --train standard k2v2 --preset small "
+        "--out mqar_runs/board/matrix --no-site",
+        "run --model mamba --suite all --seeds 1 --pack 1 --workers-per-gpu 8 --train standard k2v2 "
+        "--preset small --out mqar_runs/board/workers --no-site"]
+    progress = (log / "progress.txt").read_text()
+    assert "done matrix rc=0" in progress and "done workers@all@train=standard+k2v2 rc=0" in progress
