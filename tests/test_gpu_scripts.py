@@ -107,25 +107,35 @@ def test_the_carried_triton_cache_keeps_autotuning_winners_only(tmp_path):
     assert winner.exists() and loser.exists() and plain.exists()  # the live cache is left as it is
 
 
-def test_session_todo_phase_trains_what_board_todo_lists(tmp_path):
-    """gpu_session.sh's todo@MODEL@SUITE@SEEDS@train=... asks board_todo.py on the machine for the
-    missing ids (a phase string stays short) and trains exactly those; nothing missing: no run."""
+def run_session(tmp_path: Path, phases: str, scripts: dict[str, str],
+                tools: dict[str, str]) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """gpu_session.sh with PHASES in a scratch folder: its benchmarks/ scripts replaced by
+    ``scripts`` (name -> Python text; gpu_env.sh empty: no wheels or installs on CPU) and the
+    commands in ``tools`` (name -> bash body) first on PATH. Returns (work dir, log dir, result)."""
     work, bin_dir, log = tmp_path / "work", tmp_path / "bin", tmp_path / "log"
     (work / "benchmarks").mkdir(parents=True)
     bin_dir.mkdir()
     (work / "benchmarks" / "gpu_session.sh").write_text((ROOT / "benchmarks" / "gpu_session.sh").read_text())
-    (work / "benchmarks" / "gpu_env.sh").write_text("")  # no wheels or installs on CPU
-    (work / "benchmarks" / "bench_runner.py").write_text("")
-    (work / "benchmarks" / "board_todo.py").write_text(
-        "import sys\nprint(sys.argv[1:], file=open('todo_args.txt', 'a'))\n"
-        "print('' if sys.argv[2] == 'done_model' else 'id1 id2')\n")
-    for tool, body in (("mqarbench", 'echo "$@" >> mqarbench_calls.txt'), ("nvidia-smi", "exit 0")):
+    for name, text in {"gpu_env.sh": "", **scripts}.items():
+        (work / "benchmarks" / name).write_text(text)
+    for tool, body in {"nvidia-smi": "exit 0", **tools}.items():
         (bin_dir / tool).write_text(f"#!/usr/bin/env bash\n{body}\n")
         (bin_dir / tool).chmod(0o755)
-    env = {**os.environ, "SESSION_LOG": str(log), "PHASES": "todo@rwkv7@all@3@train=standard+shuffle todo@done_model",
+    env = {**os.environ, "SESSION_LOG": str(log), "PHASES": phases,
            "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"}
     done = subprocess.run(["bash", "benchmarks/gpu_session.sh"], cwd=work, env=env, capture_output=True,
                           text=True, timeout=60)
+    return work, log, done
+
+
+def test_session_todo_phase_trains_what_board_todo_lists(tmp_path):
+    """gpu_session.sh's todo@MODEL@SUITE@SEEDS@train=... asks board_todo.py on the machine for the
+    missing ids (a phase string stays short) and trains exactly those; nothing missing: no run."""
+    board_todo = ("import sys\nprint(sys.argv[1:], file=open('todo_args.txt', 'a'))\n"
+                  "print('' if sys.argv[2] == 'done_model' else 'id1 id2')\n")
+    work, log, done = run_session(
+        tmp_path, "todo@rwkv7@all@3@train=standard+shuffle todo@done_model",
+        {"bench_runner.py": "", "board_todo.py": board_todo}, {"mqarbench": 'echo "$@" >> mqarbench_calls.txt'})
     assert done.returncode == 0, done.stderr
     asked = (work / "todo_args.txt").read_text().splitlines()
     assert asked == [str(["--ids-only", "rwkv7", "--suite", "all", "--seeds", "3", "--train", "standard", "shuffle"]),
@@ -139,19 +149,9 @@ def test_session_todo_phase_trains_what_board_todo_lists(tmp_path):
 
 def test_session_models_phases_call_bench_models_with_their_fields(tmp_path):
     """`models` times small (at the runner's batch of 64) and paper; models@PRESET@FAMILIES@MODELS one table."""
-    work, bin_dir, log = tmp_path / "work", tmp_path / "bin", tmp_path / "log"
-    (work / "benchmarks").mkdir(parents=True)
-    bin_dir.mkdir()
-    (work / "benchmarks" / "gpu_session.sh").write_text((ROOT / "benchmarks" / "gpu_session.sh").read_text())
-    (work / "benchmarks" / "gpu_env.sh").write_text("")
-    (work / "benchmarks" / "bench_models.py").write_text(
-        "import sys\nprint(' '.join(sys.argv[1:]), file=open('bench_args.txt', 'a'))\n")
-    (bin_dir / "nvidia-smi").write_text("#!/usr/bin/env bash\nexit 0\n")
-    (bin_dir / "nvidia-smi").chmod(0o755)
-    env = {**os.environ, "SESSION_LOG": str(log), "PHASES": "models models@paper@fla@gla+deltanet",
-           "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    done = subprocess.run(["bash", "benchmarks/gpu_session.sh"], cwd=work, env=env, capture_output=True,
-                          text=True, timeout=60)
+    work, log, done = run_session(
+        tmp_path, "models models@paper@fla@gla+deltanet",
+        {"bench_models.py": "import sys\nprint(' '.join(sys.argv[1:]), file=open('bench_args.txt', 'a'))\n"}, {})
     assert done.returncode == 0, done.stderr
     assert (work / "bench_args.txt").read_text().splitlines() == [
         "--preset small --batch 64 --family mamba --family mamba2 --family fla",
@@ -165,20 +165,9 @@ def test_session_matrix_phases_run_the_same_mamba_matrix_both_ways(tmp_path):
     """matrix / workers: the issue's matrix (main, packed with 3 seeds; 8 worker processes with
     seed 0); matrix@all@train=...: the same training runs with every suite's tests, under
     mqar_runs/board so that a poll brings them back for the board."""
-    work, bin_dir, log = tmp_path / "work", tmp_path / "bin", tmp_path / "log"
-    (work / "benchmarks").mkdir(parents=True)
-    bin_dir.mkdir()
-    (work / "benchmarks" / "gpu_session.sh").write_text((ROOT / "benchmarks" / "gpu_session.sh").read_text())
-    (work / "benchmarks" / "gpu_env.sh").write_text("")
-    (work / "benchmarks" / "bench_runner.py").write_text("")
-    for tool, body in (("mqarbench", 'echo "$@" >> mqarbench_calls.txt'), ("nvidia-smi", "exit 0")):
-        (bin_dir / tool).write_text(f"#!/usr/bin/env bash\n{body}\n")
-        (bin_dir / tool).chmod(0o755)
-    env = {**os.environ, "SESSION_LOG": str(log),
-           "PHASES": "matrix workers matrix@all@train=standard+k2v2 workers@all@train=standard+k2v2",
-           "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    done = subprocess.run(["bash", "benchmarks/gpu_session.sh"], cwd=work, env=env, capture_output=True,
-                          text=True, timeout=60)
+    work, log, done = run_session(
+        tmp_path, "matrix workers matrix@all@train=standard+k2v2 workers@all@train=standard+k2v2",
+        {"bench_runner.py": ""}, {"mqarbench": 'echo "$@" >> mqarbench_calls.txt'})
     assert done.returncode == 0, done.stderr
     assert (work / "mqarbench_calls.txt").read_text().splitlines() == [
         "run --model mamba --suite main --seeds 3 --preset small --out mqar_runs/packed --no-site",
