@@ -42,10 +42,9 @@ def delta_recurrent(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: tor
                     g: torch.Tensor | None, scale: float) -> torch.Tensor:
     """One step at a time in fp32 or wider; g None is DeltaNet (no forgetting)."""
     # one dtype for all (the widest given, fp32 at least): a wider g would widen the state mid-loop
-    if g is None:
-        q, k, v, beta = at_least_fp32(q, k, v, beta)
-    else:
-        q, k, v, beta, g = at_least_fp32(q, k, v, beta, g)
+    gates = [] if g is None else [g]
+    q, k, v, beta, *gates = at_least_fp32(q, k, v, beta, *gates)
+    g = gates[0] if gates else None
     batch, length, heads, width = q.shape
     state = q.new_zeros(batch, heads, width, v.shape[-1])  # (B, H, K, V)
     outputs = []
