@@ -53,6 +53,20 @@ def chunked_delta_rule(zero_forget_gate: bool) -> Iterator[None]:
         deltanet.delta_impl = choose
 
 
+def redraw_decay(model: torch.nn.Module, a_max: float, dt_min: float, dt_max: float) -> None:
+    """A ~ U(0, a_max) and dt log-uniform in [dt_min, dt_max] in every module with A_log and
+    dt_bias, drawn from the global generator (seeded), stored as the reference stores them."""
+    found = [m for m in model.modules() if hasattr(m, "A_log") and hasattr(m, "dt_bias")]
+    if not found:
+        raise UserError("--gate-init: the model has no module with A_log and dt_bias")
+    with torch.no_grad():
+        for module in found:
+            heads = module.A_log.numel()
+            module.A_log.copy_(torch.empty(heads).uniform_(0, a_max).clamp_min(1e-4).log())
+            dt = torch.exp(torch.rand(heads) * (np.log(dt_max) - np.log(dt_min)) + np.log(dt_min))
+            module.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
+
+
 def parse_sets(pairs: list[str]) -> dict[str, object]:
     """FIELD=VALUE pairs, each VALUE read as JSON where it parses (4, 1.0, false), else a string."""
     fields = {}
@@ -80,6 +94,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="override fields of the model's config at --preset")
     parser.add_argument("--zero-forget-gate", action="store_true",
                         help="delta-rule models: multiply the forget gate's log decay by 0")
+    parser.add_argument("--gate-init", nargs=3, type=float, metavar=("A_MAX", "DT_MIN", "DT_MAX"),
+                        help="re-draw every A_log / dt_bias pair (Mamba-2's decay): A ~ U(0, A_MAX), "
+                             "dt log-uniform in [DT_MIN, DT_MAX] (the reference: 16 0.001 0.1)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -93,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     # the runner's max_len spans the test tasks too; 256 is every preset's longest below paper
     cfg = adapter.Config(**{**fields, "vocab_size": load_task(args.task).vocab_size, "max_len": 256})
     model = adapter.create_model(cfg)
+    if args.gate_init:
+        redraw_decay(model, *args.gate_init)
     print(f"{args.model} {args.task} {args.preset} {cfg.model_dump()} zero_forget_gate={args.zero_forget_gate}")
     with chunked_delta_rule(args.zero_forget_gate):
         train(model, buckets, args)

@@ -45,3 +45,13 @@ def test_the_delta_rule_is_restored_after_a_curve(loss_curve, capsys):
     before = deltanet.delta_impl
     curve(loss_curve, capsys, "--zero-forget-gate")
     assert deltanet.delta_impl is before  # later models in this process take the usual kernels
+
+
+def test_gate_init_redraws_the_decay_and_needs_a_gated_model(loss_curve, capsys):
+    from mqarbench.errors import UserError
+
+    base = curve(loss_curve, capsys)
+    assert curve(loss_curve, capsys, "--gate-init", "1", "0.0001", "0.001") != base
+    with pytest.raises(UserError, match="--gate-init: the model has no module with A_log and dt_bias"):
+        loss_curve.main(["--model", "deltanet", "--task", "k1v1", "--preset", "tiny", "--steps", "1",
+                         "--gate-init", "1", "0.0001", "0.001"])
