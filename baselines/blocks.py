@@ -22,6 +22,18 @@ from mqarbench.kernels.causal_conv import conv_impl
 State = dict[str, torch.Tensor]
 
 
+def decay_a_log(heads: int, low: float = 0.0, high: float = 16.0) -> torch.Tensor:
+    """Mamba-2's decay rates per head, A ~ U(low, high) (floored at 1e-4), stored as log A."""
+    return torch.empty(heads).uniform_(low, high).clamp_min(1e-4).log()
+
+
+def decay_dt_bias(heads: int, dt_min: float = 1e-3, dt_max: float = 0.1) -> torch.Tensor:
+    """Mamba-2's step sizes per head, log-uniform in [dt_min, dt_max] (floored at 1e-4), stored as
+    softplus^-1(dt) so that softplus(x + dt_bias) starts at dt for x = 0."""
+    dt = torch.exp(torch.rand(heads) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp_min(1e-4)
+    return dt + torch.log(-torch.expm1(-dt))
+
+
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """RMSNorm over the last dim, computed in fp32 or wider, returned in x's dtype."""
     work = at_least_fp32(x)[0]

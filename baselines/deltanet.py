@@ -11,14 +11,13 @@ are fla's pre-norm RMSNorm blocks with a SwiGLU MLP (``baselines/blocks.py``).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.blocks import PreNormLM, ShortConv, State, heads, rms_norm
+from baselines.blocks import PreNormLM, ShortConv, State, decay_a_log, decay_dt_bias, heads, rms_norm
 from mqarbench.kernels import KernelChoice, at_least_fp32
 from mqarbench.models import ModelAdapter, ModelConfig
 from mqarbench.kernels.delta_rule import delta_impl, delta_step
@@ -68,10 +67,8 @@ class DeltaMixer(nn.Module):
             self.a_proj = nn.Linear(d_model, n_heads, bias=False)
             self.g_proj = nn.Linear(d_model, value_dim, bias=False)  # output gate
             # Mamba-2's decay init: A ~ U(0, 16), step sizes log-uniform in [1e-3, 0.1]
-            self.A_log = nn.Parameter(torch.empty(n_heads).uniform_(0, 16).clamp_min(1e-4).log())
-            dt = torch.exp(torch.rand(n_heads) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
-            dt = dt.clamp_min(1e-4)
-            self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
+            self.A_log = nn.Parameter(decay_a_log(n_heads))
+            self.dt_bias = nn.Parameter(decay_dt_bias(n_heads))
         self.o_norm = nn.Parameter(torch.ones(self.head_v))
         self.o_proj = nn.Linear(value_dim, d_model, bias=False)
 

@@ -8,14 +8,13 @@ Blocks, residual stream and tied head are those of ``baselines/mamba.py`` (Mamba
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.blocks import ShortConv, State, heads, rms_norm
+from baselines.blocks import ShortConv, State, decay_a_log, decay_dt_bias, heads, rms_norm
 from baselines.mamba import CITATION as MAMBA_CITATION
 from baselines.mamba import MambaLM
 from mqarbench.kernels import KernelChoice, at_least_fp32
@@ -49,10 +48,8 @@ class Mamba2Mixer(nn.Module):
         self.conv_dim = d_inner + 2 * n_groups * d_state  # x, B, C share the conv
         self.in_proj = nn.Linear(d_model, d_inner + self.conv_dim + self.n_heads, bias=False)
         self.conv = ShortConv(self.conv_dim, d_conv, bias=True)
-        dt = torch.exp(torch.rand(self.n_heads) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
-        dt = dt.clamp_min(1e-4)
-        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
-        self.A_log = nn.Parameter(torch.empty(self.n_heads).uniform_(1, 16).log())
+        self.dt_bias = nn.Parameter(decay_dt_bias(self.n_heads))
+        self.A_log = nn.Parameter(decay_a_log(self.n_heads, low=1.0))
         self.D = nn.Parameter(torch.ones(self.n_heads))
         self.norm_weight = nn.Parameter(torch.ones(d_inner))
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)

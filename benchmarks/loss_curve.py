@@ -59,12 +59,13 @@ def redraw_decay(model: torch.nn.Module, a_max: float, dt_min: float, dt_max: fl
     found = [m for m in model.modules() if hasattr(m, "A_log") and hasattr(m, "dt_bias")]
     if not found:
         raise UserError("--gate-init: the model has no module with A_log and dt_bias")
+    from baselines.blocks import decay_a_log, decay_dt_bias
+
     with torch.no_grad():
         for module in found:
             heads = module.A_log.numel()
-            module.A_log.copy_(torch.empty(heads).uniform_(0, a_max).clamp_min(1e-4).log())
-            dt = torch.exp(torch.rand(heads) * (np.log(dt_max) - np.log(dt_min)) + np.log(dt_min))
-            module.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
+            module.A_log.copy_(decay_a_log(heads, high=a_max))
+            module.dt_bias.copy_(decay_dt_bias(heads, dt_min, dt_max))
 
 
 def parse_sets(pairs: list[str]) -> dict[str, object]:
