@@ -1,9 +1,10 @@
 """Summarise runner timings: per run, per model, the calibration scores and GPU utilization.
 
-    python benchmarks/bench_runner.py RUNS_DIR [RUNS_DIR ...] [--gpu-util gpu_util.csv]
+    python benchmarks/bench_runner.py RUNS_DIR [RUNS_DIR ...] [--gpu-util gpu_util.csv] [--wall-s S]
 
 Reads every ``runs/<run_id>/run.json`` (and ``results.parquet``) under the given ``--out``
-directories; prints Markdown tables.
+directories; prints Markdown tables. ``--wall-s`` (the matrix's ``N runs in S s`` line) adds its
+runs per GPU-hour and MFU.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mqarbench.data import load_suite
 from mqarbench.results.store import read_results
 
 PARTS = ("train_s", "data_s", "eval_s", "overhead_s")
+PEAK_FLOPS = 989e12  # H100/H200 dense bf16
 
 
 def runs(dirs: list[Path]) -> list[tuple[Path, dict]]:
@@ -56,6 +58,23 @@ def per_model(found: list[tuple[Path, dict]], suite: str, epochs: int) -> list[s
         lines.append(f"| {m} | {len(mine)} | {per_epoch:.1f} | {evals:.1f} | "
                      f"{n_runs * epochs * (per_epoch + evals):,.0f} |")
     return lines
+
+
+def matrix_rate(found: list[tuple[Path, dict]], wall_s: float) -> list[str]:
+    """Runs per GPU-hour and MFU of a matrix that took ``wall_s``: 6 x parameters x training tokens
+    over the wall time, once without the embedding (as bench_pack.py) and once with it (the tied
+    vocabulary head is a real matmul at every position, most of a `small` model's FLOPs)."""
+    flops_body = flops_all = 0.0
+    for _, r in found:
+        tokens = r["train_tokens_per_s"] * r["timing"]["train_s"]
+        cfg = r["model_config"]
+        embedding = cfg["vocab_size"] * cfg["d_model"]
+        flops_body += 6 * (r["params"] - embedding) * tokens
+        flops_all += 6 * r["params"] * tokens
+    return ["| runs | wall s | runs per GPU-hour | MFU (non-embedding) | MFU (with the vocabulary head) |",
+            "| ---: | ---: | ---: | ---: | ---: |",
+            f"| {len(found)} | {wall_s:.1f} | {3600 * len(found) / wall_s:.1f} | "
+            f"{100 * flops_body / wall_s / PEAK_FLOPS:.2f}% | {100 * flops_all / wall_s / PEAK_FLOPS:.2f}% |"]
 
 
 def calibration(found: list[tuple[Path, dict]]) -> list[str]:
@@ -114,12 +133,15 @@ def main() -> None:
     parser.add_argument("--gpu-util", type=Path)
     parser.add_argument("--suite", default="main")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--wall-s", type=float, help="the matrix's wall time (its `N runs in S s` line)")
     args = parser.parse_args()
     found = runs(args.dirs)
     print(f"## Runs ({len(found)} finished)\n", *per_run(found), sep="\n")
     if found:
         print("\n## Per model\n", *per_model(found, args.suite, args.epochs), sep="\n")
         print("\n## Calibration (trained on standard, query accuracy %)\n", *calibration(found), sep="\n")
+        if args.wall_s:
+            print("\n## Matrix\n", *matrix_rate(found, args.wall_s), sep="\n")
     if args.gpu_util and args.gpu_util.exists():
         samples = gpu_samples(args.gpu_util)
         print("\n" + utilization(samples), "\n## GPU over time\n", *timeline(samples), sep="\n")

@@ -17,3 +17,14 @@ def test_gpu_timeline_buckets_samples_by_time(tmp_path):
     assert rows[2].startswith("| 0 | 50 | 2.0 |")  # 0 and 100 % in the first 30 s; 2 GiB at most
     assert rows[3].startswith("| 30 | 50 | 1.0 |")
     assert "mean 50%" in bench.utilization(samples)
+
+
+def test_matrix_rate_counts_runs_per_hour_and_mfu_with_and_without_the_embedding():
+    bench = load_script("bench_runner")
+    run = {"train_tokens_per_s": 1e6, "timing": {"train_s": 100.0}, "params": 3_000_000,
+           "model_config": {"vocab_size": 20_000, "d_model": 100}}  # 2M embedding, 1M body
+    row = bench.matrix_rate([(None, run), (None, run)], wall_s=360.0)[2]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == ["2", "360.0", "20.0"]  # 2 runs in 360 s = 20 an hour
+    body = 100 * 6 * 1e6 * 2e8 / 360 / bench.PEAK_FLOPS  # 2 runs x 1e8 tokens
+    assert cells[3] == f"{body:.2f}%" and cells[4] == f"{3 * body:.2f}%"
