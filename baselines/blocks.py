@@ -116,11 +116,12 @@ class PreNormLM(SplitLM):
         self.blocks = nn.ModuleList(PreNormBlock(d_model, make_mixer(i)) for i in range(n_layers))
         self.norm = RMSNorm(d_model)
         self.unembed = nn.Linear(d_model, vocab_size, bias=False)
-        for name, param in self.named_parameters():  # fla's initialisation: N(0, 0.02), zero biases
+        for name, param in self.named_parameters():  # fla's initialisation: N(0, 0.02) matrices
             if name.endswith("weight") and param.dim() == 2 and "conv" not in name:
                 nn.init.normal_(param, std=0.02)
-            elif name.endswith("bias"):
-                nn.init.zeros_(param)
+        for module in self.modules():  # and zero biases of linear layers only: a mixer's own
+            if isinstance(module, nn.Linear) and module.bias is not None:  # (Gated DeltaNet's
+                nn.init.zeros_(module.bias)  # dt_bias) keeps the init it drew
         for block in self.blocks:  # residual outputs shrunk with depth so activations stay O(1)
             for out in (block.mixer.o_proj, block.mlp.down):
                 nn.init.normal_(out.weight, std=0.02 / math.sqrt(2 * n_layers))

@@ -15,12 +15,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
 
 from baselines.blocks import PreNormLM, ShortConv, State, decay_a_log, decay_dt_bias, heads, rms_norm
 from mqarbench.kernels import KernelChoice, at_least_fp32
 from mqarbench.models import ModelAdapter, ModelConfig
 from mqarbench.kernels.delta_rule import delta_impl, delta_step
+MAMBA2_DECAY = (16.0, 1e-3, 0.1)  # the forget gate's init: A ~ U(0, 16), dt log-uniform in [1e-3, 0.1]
+
 
 class DeltaNetConfig(ModelConfig):
     n_layers: int
@@ -38,6 +41,21 @@ class GatedDeltaNetConfig(DeltaNetConfig):
     gated: bool = True
 
 
+class SlowDecayConfig(GatedDeltaNetConfig):
+    """The forget gate's init drawn from other ranges: A ~ U(0, decay_a_max), step sizes
+    log-uniform in [decay_dt_min, decay_dt_max] (the built-in keeps Mamba-2's 16, 1e-3, 0.1)."""
+
+    decay_a_max: float = Field(gt=0)
+    decay_dt_min: float = Field(gt=0)
+    decay_dt_max: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SlowDecayConfig":
+        if self.decay_dt_min >= self.decay_dt_max:
+            raise ValueError(f"decay_dt_min ({self.decay_dt_min}) must be below decay_dt_max ({self.decay_dt_max})")
+        return self
+
+
 DELTANET_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(n_layers=2, d_model=64, n_heads=2, head_dim=32, tie_embeddings=True),
     "small": dict(n_layers=2, d_model=128, n_heads=4, head_dim=32, tie_embeddings=True),
@@ -52,7 +70,7 @@ GATED_PRESETS: dict[str, dict[str, Any]] = {
 
 class DeltaMixer(nn.Module):
     def __init__(self, d_model: int, n_heads: int, head_dim: int, expand_v: float, gated: bool,
-                 conv_width: int) -> None:
+                 conv_width: int, decay: tuple[float, float, float] = MAMBA2_DECAY) -> None:
         super().__init__()
         key_dim = n_heads * head_dim
         value_dim = int(key_dim * expand_v)
@@ -66,9 +84,11 @@ class DeltaMixer(nn.Module):
         if gated:
             self.a_proj = nn.Linear(d_model, n_heads, bias=False)
             self.g_proj = nn.Linear(d_model, value_dim, bias=False)  # output gate
-            # Mamba-2's decay init: A ~ U(0, 16), step sizes log-uniform in [1e-3, 0.1]
-            self.A_log = nn.Parameter(decay_a_log(n_heads))
-            self.dt_bias = nn.Parameter(decay_dt_bias(n_heads))
+            # decay = (A_max, dt_min, dt_max): A ~ U(0, A_max), step sizes log-uniform in
+            # [dt_min, dt_max]; Mamba-2's (16, 1e-3, 0.1) unless an ablation says otherwise
+            a_max, dt_min, dt_max = decay
+            self.A_log = nn.Parameter(decay_a_log(n_heads, high=a_max))
+            self.dt_bias = nn.Parameter(decay_dt_bias(n_heads, dt_min, dt_max))
         self.o_norm = nn.Parameter(torch.ones(self.head_v))
         self.o_proj = nn.Linear(value_dim, d_model, bias=False)
 
@@ -119,9 +139,11 @@ class DeltaMixer(nn.Module):
 class DeltaNetLM(PreNormLM):
     def __init__(self, vocab_size: int, n_layers: int, d_model: int, n_heads: int, head_dim: int,
                  tie_embeddings: bool, expand_v: float, gated: bool, conv_width: int,
-                 **_: Any) -> None:
+                 decay_a_max: float = MAMBA2_DECAY[0], decay_dt_min: float = MAMBA2_DECAY[1],
+                 decay_dt_max: float = MAMBA2_DECAY[2], **_: Any) -> None:
+        decay = (decay_a_max, decay_dt_min, decay_dt_max)
         super().__init__(vocab_size, d_model, n_layers, tie_embeddings, lambda _layer: DeltaMixer(
-            d_model, n_heads, head_dim, expand_v, gated, conv_width))
+            d_model, n_heads, head_dim, expand_v, gated, conv_width, decay))
 
 
 class DeltaNet(ModelAdapter[DeltaNetConfig]):
@@ -146,7 +168,23 @@ class DeltaNet(ModelAdapter[DeltaNetConfig]):
 
 class GatedDeltaNet(DeltaNet):
     name = "gated_deltanet"
+    version = "2"  # 2: dt_bias keeps its Mamba-2 draw (1 zeroed it with the linear layers' biases)
     citation = ("Yang, Kautz and Hatamizadeh 2025, Gated Delta Networks: Improving Mamba2 with "
                 "Delta Rule (ICLR)")
     Config = GatedDeltaNetConfig
     presets = GATED_PRESETS
+
+
+class GatedDeltaNetSlowDecay(GatedDeltaNet):
+    """Gated DeltaNet whose heads start with a memory of thousands of positions: A ~ U(0, 1),
+    step sizes in [1e-4, 1e-3] (A dt about 1.5e-4), where Mamba-2's init (about 1e-2) stalls at
+    `small` (docs/benchmarks.md, stage 8). An ablation, usable as
+    --model baselines.deltanet:GatedDeltaNetSlowDecay; its own name, so its runs never mix."""
+
+    name = "gated_deltanet_slow_decay"
+    Config = SlowDecayConfig
+    decay: tuple[float, float, float] = (1.0, 1e-4, 1e-3)
+
+    def fields(self, preset: str) -> dict[str, Any]:
+        a_max, dt_min, dt_max = self.decay
+        return {**super().fields(preset), "decay_a_max": a_max, "decay_dt_min": dt_min, "decay_dt_max": dt_max}

@@ -255,3 +255,44 @@ def test_gpu_fast_paths_agree_with_references(adapter):
         for param in model.parameters():
             param.add_(0.02 * torch.randn_like(param))
     assert_fast_matches_reference(model, 1000)
+
+def test_gated_deltanet_keeps_mamba2s_decay_init_and_linear_biases_start_at_zero():
+    """The pre-norm LM zeroes the biases of its linear layers (fla's init), not every parameter
+    whose name ends in "bias": Gated DeltaNet's dt_bias keeps its draw, dt in [1e-3, 0.1]."""
+    torch.manual_seed(0)
+    net = GatedDeltaNet().build("small", 64, 32)
+    for name, p in net.named_parameters():
+        if name.endswith("dt_bias"):
+            dt = F.softplus(p.detach())
+            assert dt.min() >= 1e-3 * 0.999 and dt.max() <= 0.1 * 1.001 and dt.std() > 0, name
+        if name.endswith("A_log"):
+            assert 0 < p.exp().min() and p.exp().max() <= 16, name
+    gla = GLA().build("small", 64, 32)
+    biases = [p for n, p in gla.named_parameters() if n.endswith("gk_up.bias")]
+    assert biases and all(torch.count_nonzero(b) == 0 for b in biases)
+
+
+def test_slow_decay_ablation_draws_its_own_ranges_under_its_own_name():
+    from baselines.deltanet import GatedDeltaNetSlowDecay
+    torch.manual_seed(0)
+    ablation = GatedDeltaNetSlowDecay()
+    net = ablation.build("small", 64, 32)
+    dts = [F.softplus(p.detach()) for n, p in net.named_parameters() if n.endswith("dt_bias")]
+    rates = [p.detach().exp() for n, p in net.named_parameters() if n.endswith("A_log")]
+    assert dts and all(d.min() >= 1e-4 * 0.999 and d.max() <= 1e-3 * 1.001 for d in dts)
+    assert rates and all(r.max() <= 1.0 for r in rates)
+    config = ablation.config("small", 64, 32)
+    assert (config["decay_a_max"], config["decay_dt_min"], config["decay_dt_max"]) == (1.0, 1e-4, 1e-3)
+    assert ablation.name != GatedDeltaNet.name  # its runs never share an id with the built-in's
+    assert "decay_a_max" not in GatedDeltaNet().config("small", 64, 32)
+
+
+def test_slow_decay_with_crossed_step_sizes_is_one_line():
+    from baselines.deltanet import GatedDeltaNetSlowDecay
+
+    class Crossed(GatedDeltaNetSlowDecay):
+        decay = (1.0, 1e-2, 1e-3)
+
+    with pytest.raises(UserError, match="decay_dt_min .* must be below decay_dt_max") as err:
+        Crossed().config("small", 64, 32)
+    assert "\n" not in str(err.value)
