@@ -119,9 +119,11 @@ class PreNormLM(SplitLM):
         for name, param in self.named_parameters():  # fla's initialisation: N(0, 0.02) matrices
             if name.endswith("weight") and param.dim() == 2 and "conv" not in name:
                 nn.init.normal_(param, std=0.02)
-        for module in self.modules():  # and zero biases of linear layers only: a mixer's own
-            if isinstance(module, nn.Linear) and module.bias is not None:  # (Gated DeltaNet's
-                nn.init.zeros_(module.bias)  # dt_bias) keeps the init it drew
+        # zero biases of linear layers only: a mixer's own parameters named *bias (Gated
+        # DeltaNet's dt_bias, Mamba-2's step sizes) keep the init they drew
+        for module in self.modules():
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
         for block in self.blocks:  # residual outputs shrunk with depth so activations stay O(1)
             for out in (block.mixer.o_proj, block.mlp.down):
                 nn.init.normal_(out.weight, std=0.02 / math.sqrt(2 * n_layers))

@@ -22,6 +22,7 @@ from baselines.blocks import PreNormLM, ShortConv, State, decay_a_log, decay_dt_
 from mqarbench.kernels import KernelChoice, at_least_fp32
 from mqarbench.models import ModelAdapter, ModelConfig
 from mqarbench.kernels.delta_rule import delta_impl, delta_step
+
 MAMBA2_DECAY = (16.0, 1e-3, 0.1)  # the forget gate's init: A ~ U(0, 16), dt log-uniform in [1e-3, 0.1]
 
 
@@ -177,9 +178,9 @@ class GatedDeltaNet(DeltaNet):
 
 class GatedDeltaNetSlowDecay(GatedDeltaNet):
     """Gated DeltaNet whose heads start with a memory of thousands of positions: A ~ U(0, 1),
-    step sizes in [1e-4, 1e-3] (A dt about 1.5e-4), where Mamba-2's init (about 1e-2) stalls at
-    `small` (docs/benchmarks.md, stage 8). An ablation, usable as
-    --model baselines.deltanet:GatedDeltaNetSlowDecay; its own name, so its runs never mix."""
+    step sizes in [1e-4, 1e-3] (A dt about 1.5e-4, against about 1e-2 at Mamba-2's init). An
+    ablation of the decay init, usable as --model baselines.deltanet:GatedDeltaNetSlowDecay;
+    its own name, so its runs never mix with the built-in's."""
 
     name = "gated_deltanet_slow_decay"
     Config = SlowDecayConfig
