@@ -2,7 +2,7 @@
 # One GPU session in the background (setsid), polled by later calls: install, the GPU test suite,
 # the pack throughput benchmark, model step benchmarks, and the packed vs 8-worker run matrices.
 #   setsid nohup bash benchmarks/gpu_session.sh > /tmp/session/driver.log 2>&1 &
-#   later: bash benchmarks/gpu_session.sh poll     (copies the logs so far into $OUT)
+#   later: bash benchmarks/gpu_session.sh poll     (copies the logs, the board runs without weights and their attention/last.npz into $OUT)
 # Carry .whl (the wheels) or .site.txz (benchmarks/wheels.sh) and the Triton cache a `POLL_CACHE=1 ... poll` brought back (slimmed to
 # what a cache hit reads and xz-compressed by triton_cache_out.sh, so that it fits beside the
 # wheels in the 64 MiB carry):  cat triton_cache.txz.part-* > .triton_cache.txz
@@ -29,6 +29,10 @@ if [ "${1:-}" = poll ]; then
   [ -d mqar_runs/board ] && tar czf /tmp/board_runs.tgz --exclude='*.pt' --exclude='*.npz' \
     --exclude='*.safetensors' --exclude='*.tmp' --exclude=run.lock mqar_runs/board 2>/dev/null \
     && split -b 15M /tmp/board_runs.tgz "$OUT/board_runs.tgz.part-"
+  # the hidden-attention maps the board's shortcut cell reads (trained on standard, tested on last:
+  # the paper's Fig. 4), about 200 KB a run; the other maps stay behind
+  maps=$(find mqar_runs/board -path '*/attention/last.npz' 2>/dev/null)
+  [ -n "$maps" ] && tar czf "$OUT/attention_last.tgz" $maps
   [ -d mqar_runs/cal ] && tar czf "$OUT/cal_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' \
     --exclude='*.sha256' mqar_runs/cal 2>/dev/null
   exit 0

@@ -179,3 +179,26 @@ def test_session_matrix_phases_run_the_same_mamba_matrix_both_ways(tmp_path):
         "--preset small --out mqar_runs/board/workers --no-site"]
     progress = (log / "progress.txt").read_text()
     assert "done matrix rc=0" in progress and "done workers@all@train=standard+k2v2 rc=0" in progress
+
+
+def test_poll_brings_back_runs_without_weights_and_only_the_last_attention_maps(tmp_path):
+    """What a poll returns: the board's runs without weights or maps (under 16 MiB a file), and the
+    maps the shortcut cell reads, attention/last.npz, on their own."""
+    import tarfile
+
+    work, out, log = tmp_path / "work", tmp_path / "out", tmp_path / "log"
+    (work / "benchmarks").mkdir(parents=True)
+    (work / "benchmarks" / "gpu_session.sh").write_text((ROOT / "benchmarks" / "gpu_session.sh").read_text())
+    run = work / "mqar_runs" / "board" / "runs" / "abc"
+    (run / "attention").mkdir(parents=True)
+    for name in ("run.json", "best.pt", "best.pt.sha256", "attention/last.npz", "attention/shuffle.npz"):
+        (run / name).write_text("x")
+    out.mkdir()
+    subprocess.run(["bash", "benchmarks/gpu_session.sh", "poll"], cwd=work, check=True, timeout=60,
+                   env={**os.environ, "OUT": str(out), "SESSION_LOG": str(log)}, capture_output=True)
+    subprocess.run(f"cat {out}/board_runs.tgz.part-* > {tmp_path}/board.tgz", shell=True, check=True)
+    with tarfile.open(tmp_path / "board.tgz") as board:
+        names = {Path(n).name for n in board.getnames() if Path(n).suffix}
+    assert names == {"run.json", "best.pt.sha256"}
+    with tarfile.open(out / "attention_last.tgz") as maps:
+        assert [n for n in maps.getnames() if n.endswith(".npz")] == ["mqar_runs/board/runs/abc/attention/last.npz"]

@@ -89,8 +89,9 @@ def write_runs(out: Path, catalog: TaskCatalog, model: str, suites: tuple[str, .
             length = 64
             (run_dir / "attention").mkdir()
             maps = np.tril(np.random.default_rng(0).random((2, length, length))).astype(np.float16)
-            np.savez(run_dir / "attention" / f"{tests[0]}.npz", maps=maps,
-                     input_ids=np.arange(length, dtype=np.int32), labels=np.full(length, -100, np.int32))
+            ids, labels = np.arange(100, 100 + length, dtype=np.int32), np.full(length, -100, np.int32)
+            ids[:2], ids[10], labels[10] = (7, 8), 7, 8  # the pair (7 8) first, its query at 10
+            np.savez(run_dir / "attention" / f"{tests[0]}.npz", maps=maps, input_ids=ids, labels=labels)
     return out
 
 

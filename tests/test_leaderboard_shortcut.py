@@ -73,3 +73,29 @@ def test_load_attention_shares_from_a_runner_file(tmp_path):
     maps[0, 7, 4] = maps[0, 9, 2] = 1.0
     np.savez_compressed(path, maps=maps, input_ids=IDS.astype(np.int32), labels=LABELS.astype(np.int32))
     assert load_attention_shares(path) == pytest.approx((1.0, 0.0))
+
+
+def test_board_entry_averages_the_shares_of_reported_runs_with_maps(tmp_path):
+    import pyarrow as pa
+
+    from mqarbench.leaderboard.boards import BoardEntry
+    from mqarbench.leaderboard.sources import Entry
+
+    maps = np.zeros((1, 10, 10), dtype=np.float16)
+    maps[0, 7, 4] = maps[0, 9, 2] = 1.0  # seed 0: all on the true pairs
+    half = maps.copy()
+    half[0, 7, 0] = half[0, 9, 0] = 1.0  # seed 1: half on the first positions
+    run_dirs = {}
+    for run_id, m in (("s0", maps), ("s1", half), ("s2", None)):  # s2 saved no map
+        run_dirs[run_id] = tmp_path / run_id
+        (run_dirs[run_id] / "attention").mkdir(parents=True)
+        if m is not None:
+            np.savez_compressed(run_dirs[run_id] / "attention" / "last.npz", maps=m,
+                                input_ids=IDS.astype(np.int32), labels=LABELS.astype(np.int32))
+    rows = pa.table({"run_id": ["s0", "s1", "s2", "s0"], "train_task": ["standard"] * 4,
+                     "test_task": ["last", "last", "last", "shuffle"], "slice": ["overall"] * 4})
+    entry = BoardEntry(Entry("m", "m", rows, run_dirs=run_dirs), rows)
+    pair, first = entry.attention_shares()
+    assert pair.values == pytest.approx((100.0, 50.0)) and first.values == pytest.approx((0.0, 50.0))
+    assert entry.attention_shares("shuffle", "last") is None  # no run trained on shuffle
+    assert ShortcutScore.of(lambda *_: None, (pair, first)).attention_pair == pytest.approx(75.0)

@@ -275,3 +275,15 @@ def test_board_has_a_family_filter_over_every_row_and_figure(built):
     rows = re.findall(r'<tr data-family="([^"]+)">', html)
     assert rows and set(rows) == {"attention", "ssm"}
     assert html.count("<figure data-family=") == html.count("<figure")
+
+
+def test_shortcut_cell_shows_the_hidden_attention_shares_of_runs_that_saved_maps(built):
+    from mqarbench.leaderboard.shortcut import load_attention_shares
+
+    index, (subs, _) = built
+    html = index.read_text()
+    maps = sorted((subs / "mamba-full" / "runs").glob("*/attention/last.npz"))
+    assert maps, "the fixture saves a map of `last` for the run trained on standard"
+    pair, first = load_attention_shares(maps[0])
+    assert f"attn {100 * pair:.0f}% pair · {100 * first:.0f}% first" in html
+    assert html.count('class="attention-share"') == 1  # only the model whose runs saved maps

@@ -17,6 +17,7 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mqarbench.leaderboard.shortcut import ATTENTION_CELL, load_attention_shares
 from mqarbench.leaderboard.sources import Entry
 from mqarbench.presets import PRESETS
 from mqarbench.results.score import Score
@@ -59,6 +60,21 @@ class BoardEntry:
         values = [r[metric] for r in self._overall
                   if r["train_task"] == train and r["test_task"] == test and r[metric] is not None]
         return Score(tuple(values)) if values else None
+
+    def attention_shares(self, train: str = ATTENTION_CELL[0],
+                         test: str = ATTENTION_CELL[1]) -> tuple[Score, Score] | None:
+        """(true-pair share, first-positions share) of the hidden attention, in percent over the
+        reported runs trained on ``train`` that saved a map of ``test`` (``attention/<test>.npz``;
+        the paper's Fig. 4); None where none did (attention models, or maps left on the GPU)."""
+        run_ids = sorted({r["run_id"] for r in self._overall if r["train_task"] == train and r["test_task"] == test})
+        shares = []
+        for run_id in run_ids:
+            run_dir = self.entry.run_dirs.get(run_id)
+            if run_dir is not None and (run_dir / "attention" / f"{test}.npz").is_file():
+                shares.append(load_attention_shares(run_dir / "attention" / f"{test}.npz"))
+        if not shares:
+            return None
+        return Score(tuple(100 * pair for pair, _ in shares)), Score(tuple(100 * first for _, first in shares))
 
     def cells(self, train: str, test: str) -> dict[tuple[int, int], Score]:
         """Query accuracy per (seq_len, num_kv_pairs) grid cell, over seeds."""

@@ -27,6 +27,7 @@ from mqarbench.errors import UserError
 
 POSITIONAL = (("standard", "last"), ("standard", "shuffle")), ("shuffle", "shuffle")
 NGRAM = (("k1v1", "k2v2"),), ("k2v2", "k2v2")
+ATTENTION_CELL = ("standard", "last")  # the maps Fig. 4 reads: trained on standard, tested on last
 
 
 def transfer_ratio(transfers: list[float | None], in_domain: float | None) -> float | None:
@@ -40,16 +41,20 @@ def transfer_ratio(transfers: list[float | None], in_domain: float | None) -> fl
 class ShortcutScore:
     positional: float | None
     ngram: float | None
+    attention_pair: float | None = None  # percent of a query's hidden attention on its true pair
+    attention_first: float | None = None  # ... and on the first positions (ATTENTION_CELL's maps)
 
     @classmethod
-    def of(cls, score) -> "ShortcutScore":
-        """From ``score(train, test) -> Score | None`` (a board entry's ``score``)."""
+    def of(cls, score, shares=None) -> "ShortcutScore":
+        """From ``score(train, test) -> Score | None`` (a board entry's ``score``) and the entry's
+        ``attention_shares()`` ((pair, first) Scores, or None)."""
         def mean(pair):
             result = score(*pair)
             return None if result is None else result.mean
 
-        return cls(*(transfer_ratio([mean(p) for p in transfers], mean(in_domain))
-                     for transfers, in_domain in (POSITIONAL, NGRAM)))
+        ratios = [transfer_ratio([mean(p) for p in transfers], mean(in_domain))
+                  for transfers, in_domain in (POSITIONAL, NGRAM)]
+        return cls(*ratios, *((None, None) if shares is None else (shares[0].mean, shares[1].mean)))
 
 
 def pair_positions(input_ids: np.ndarray, labels: np.ndarray, ignore: int = IGNORE) -> list[tuple[int, int]]:

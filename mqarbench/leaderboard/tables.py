@@ -27,8 +27,9 @@ class LeaderRow:
 
     @property
     def shortcut(self) -> ShortcutScore:
-        """Positional and n-gram transfer ratios (README, "Shortcut score")."""
-        return ShortcutScore.of(self.entry.score)
+        """Positional and n-gram transfer ratios, and the hidden-attention shares where the runs
+        saved maps (README, "Shortcut score")."""
+        return ShortcutScore.of(self.entry.score, self.entry.attention_shares())
 
 
 def leader_rows(board: Board, columns: list[Column]) -> list[LeaderRow]:
