@@ -87,7 +87,8 @@ for phase in "$@"; do
            timeout "$limit" mqarbench run --model mamba --suite "${suite:-main}" "${args[@]}" $(pick_runs "$pick") \
              --preset small --out "$out" --no-site > "$LOG/$kind.log" 2>&1; rc=$?
            python3 benchmarks/bench_runner.py "$out" > "$LOG/${kind}_summary.md" 2>&1
-           tar czf "$LOG/${kind}_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' "$out";;
+           # runs under mqar_runs/board come back with every poll; the others in the session's logs
+           [ -n "$suite" ] || tar czf "$LOG/${kind}_runs.tgz" --exclude='*.pt' --exclude='*.npz' --exclude='*.safetensors' "$out";;
     board|board@*)  # board@MODELS@SUITE@SEEDS[@PICK] gives one lane its own matrix, or the runs PICK
            # names (pick_runs); fields left out: the env's
            IFS=@ read -r _ models suite seeds only <<< "$phase"

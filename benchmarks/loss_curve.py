@@ -139,6 +139,7 @@ def train(model: torch.nn.Module, buckets: list[tuple[np.ndarray, np.ndarray]], 
                 return
         epoch += 1
 
+
 if __name__ == "__main__":
     try:
         main()

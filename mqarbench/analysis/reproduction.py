@@ -22,7 +22,7 @@ from mqarbench.analysis import paper_numbers as paper
 from mqarbench.errors import UserError
 from mqarbench.io import write_text_atomic
 from mqarbench.leaderboard.boards import Score, build_boards
-from mqarbench.leaderboard.shortcut import ShortcutScore
+from mqarbench.leaderboard.shortcut import NGRAM, ShortcutScore
 from mqarbench.leaderboard.sources import load_entries
 from mqarbench.paths import REPO_ROOT, usable_dir
 
@@ -31,7 +31,7 @@ Scores = dict[str, dict[Cell, Score]]  # model -> (train, test) -> score over se
 MARGIN = 5.0  # points: a difference smaller than this (or two combined stds) is noise
 RECURRENT = ("hyena", "rwkv", "mamba", "mamba_2x_state", "mamba_4x_state", "global_mamba")
 COLUMNS = list(paper.TABLE3_COLUMNS.values())
-NGRAM_TRANSFER = ("k1v1", "k2v2")  # the n-gram shortcut's cell (README, "Shortcut score")
+NGRAM_TRANSFER = NGRAM[0][0]  # the n-gram shortcut's cell, k1v1 -> k2v2 (README, "Shortcut score")
 
 
 @dataclass(frozen=True)

@@ -67,11 +67,8 @@ class BoardEntry:
         reported runs trained on ``train`` that saved a map of ``test`` (``attention/<test>.npz``;
         the paper's Fig. 4); None where none did (attention models, or maps left on the GPU)."""
         run_ids = sorted({r["run_id"] for r in self._overall if r["train_task"] == train and r["test_task"] == test})
-        shares = []
-        for run_id in run_ids:
-            run_dir = self.entry.run_dirs.get(run_id)
-            if run_dir is not None and (run_dir / "attention" / f"{test}.npz").is_file():
-                shares.append(load_attention_shares(run_dir / "attention" / f"{test}.npz"))
+        maps = [self.entry.run_dirs[r] / "attention" / f"{test}.npz" for r in run_ids if r in self.entry.run_dirs]
+        shares = [load_attention_shares(path) for path in maps if path.is_file()]
         if not shares:
             return None
         return Score(tuple(100 * pair for pair, _ in shares)), Score(tuple(100 * first for _, first in shares))
