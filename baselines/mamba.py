@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from mqarbench.kernels import KernelChoice
 from mqarbench.kernels.add_rms_norm import add_norm_impl
 from mqarbench.kernels.causal_conv import conv_impl
-from mqarbench.kernels.selective_scan import inner_impl, scan_impl
+from mqarbench.kernels.selective_scan import grouped_scan_impl, inner_impl, scan_impl
 from mqarbench.models import ModelAdapter, ModelConfig, SplitLM
+from mqarbench.models import stacked
 
 NORM_EPS = 1e-5
 CITATION = "Gu and Dao (2023), Mamba: Linear-Time Sequence Modeling with Selective State Spaces"
@@ -104,6 +105,31 @@ class MambaMixer(nn.Module):
         return self.out_proj(y.transpose(1, 2))
 
 
+    def stacked_forward(self, params: stacked.Params, prefix: str, hidden: torch.Tensor) -> torch.Tensor:
+        """The unfused path for K members at once (``mqarbench/models/stacked.py``): hidden
+        (K, B, L, d_model) -> (K, B, L, d_model); ``params[prefix + name]`` (K, ...) are the weights."""
+        p = lambda name: params[prefix + name]  # noqa: E731
+        members, batch, length, _ = hidden.shape
+        xz = stacked.linear(hidden.reshape(members, batch * length, -1), p("in_proj.weight"))  # (K, B*L, 2E)
+        x, z = xz.view(members, batch, length, -1).chunk(2, dim=-1)  # (K, B, L, E) each
+        conv, _ = conv_impl(hidden.device)
+        weight = p("conv1d.weight")  # (K, E, 1, W)
+        u = conv(stacked.to_channels(x), weight.reshape(-1, weight.shape[-1]), p("conv1d.bias").flatten(),
+                 activation="silu")  # (B, K*E, L)
+        x_dbl = stacked.linear(stacked.from_channels(u, members), p("x_proj.weight"))  # (K, B*L, R + 2N)
+        dt, b, c = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = stacked.linear(dt, p("dt_proj.weight"))  # (K, B*L, E), bias added in the scan
+        # B and C per member: the scan's channel groups, (B, K, N, L)
+        grouped = lambda t: t.view(members, batch, length, -1).permute(1, 0, 3, 2).contiguous()  # noqa: E731
+        scan, _ = grouped_scan_impl(hidden.device)
+        y = scan(u, stacked.to_channels(dt.view(members, batch, length, -1)),
+                 -torch.exp(p("A_log").float()).flatten(0, 1), grouped(b), grouped(c), p("D").float().flatten(),
+                 stacked.to_channels(z), delta_bias=p("dt_proj.bias").float().flatten(),
+                 delta_softplus=True)  # (B, K*E, L)
+        out = stacked.linear(stacked.from_channels(y, members), p("out_proj.weight"))  # (K, B*L, d_model)
+        return out.view(members, batch, length, -1)
+
+
 class Block(nn.Module):
     """Pre-norm residual block on a separate fp32 residual stream:
     residual += hidden; hidden = mixer(RMSNorm(residual))."""
@@ -145,6 +171,25 @@ class MambaLM(SplitLM):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (..., d_model) -> (..., V)
         return F.linear(hidden, self.embedding.weight)
+
+    # ---- several runs at once (mqarbench/models/stacked.py) ----
+
+    @property
+    def can_stack(self) -> bool:
+        """Only the plain mixer has a stacked form (variants change what the scan sees)."""
+        return all(type(block.mixer) is MambaMixer for block in self.layers)
+
+    def stacked_hidden_states(self, params: stacked.Params, input_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids (K, B, L) -> (K, B, L, d_model), member k with weights ``params[name][k]``."""
+        hidden, residual = stacked.embedding(input_ids, params["embedding.weight"]), None
+        for i, block in enumerate(self.layers):
+            residual = hidden.float() if residual is None else residual + hidden.float()  # fp32 stream
+            normed = stacked.rms_norm(residual, params[f"layers.{i}.norm_weight"], NORM_EPS)
+            hidden = block.mixer.stacked_forward(params, f"layers.{i}.mixer.", normed)
+        return stacked.rms_norm(residual + hidden.float(), params["norm_f_weight"], NORM_EPS)
+
+    def stacked_logits(self, params: stacked.Params, hidden: torch.Tensor) -> torch.Tensor:
+        return stacked.linear(hidden, params["embedding.weight"])  # (K, N, d_model) -> (K, N, V)
 
 
 class MambaConfig(ModelConfig):

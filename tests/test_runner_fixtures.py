@@ -16,10 +16,12 @@ import pytest
 import torch
 import yaml
 
+from baselines.mamba import Mamba, MambaLM
 from mqarbench.models import ModelAdapter, ModelConfig
 from mqarbench.paths import REPO_ROOT
 
 STANDIN = f"{Path(__file__).resolve()}:Recurrent"
+STACKED_STANDIN = f"{Path(__file__).resolve()}:KillableMamba"  # trains in a stack
 KILL_MARKER_ENV = "MQARBENCH_TEST_KILL_MARKER"
 
 
@@ -66,11 +68,17 @@ class RecurrentLM(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:  # (B, L) -> (B, L, V)
         if self.training:
             self.steps += 1
-            marker = os.environ.get(KILL_MARKER_ENV)
-            if marker and self.steps == 5 and not Path(marker).exists():
-                Path(marker).touch()  # die once, mid-training, like a lost node
-                os.kill(os.getpid(), signal.SIGKILL)
+            die_once_at(self.steps, 5)
         return self.head(self.rnn(self.embed(input_ids))[0])
+
+
+def die_once_at(count: int, when: int) -> None:
+    """SIGKILL this process the first time ``count`` reaches ``when`` (under KILL_MARKER_ENV),
+    mid-training, like a lost node."""
+    marker = os.environ.get(KILL_MARKER_ENV)
+    if marker and count == when and not Path(marker).exists():
+        Path(marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class RecurrentConfig(ModelConfig):
@@ -89,3 +97,21 @@ class Recurrent(ModelAdapter[RecurrentConfig]):
 
     def recurrent_state(self, cfg: RecurrentConfig) -> int:
         return cfg.d_model
+
+
+class KillableMambaLM(MambaLM):
+    """Mamba whose stacked step can die once, mid-training (KILL_MARKER_ENV)."""
+
+    stacked_steps = 0  # per process: any member's module may run the stack's step
+
+    def stacked_hidden_states(self, params, input_ids):
+        KillableMambaLM.stacked_steps += 1
+        die_once_at(KillableMambaLM.stacked_steps, 6)
+        return super().stacked_hidden_states(params, input_ids)
+
+
+class KillableMamba(Mamba):
+    name = "killable_mamba"
+
+    def create_model(self, cfg):
+        return KillableMambaLM(cfg.vocab_size, cfg.d_model, [self.mixer(cfg, i) for i in range(cfg.n_layers)])

@@ -12,15 +12,18 @@ import torch
 
 from mqarbench.data import build_dataset
 from mqarbench.models.registry import BUILTINS, load_adapter
+from mqarbench.models.stacked import can_stack
 from mqarbench.runner.hparams import HParams
 from mqarbench.runner.job import execute, read_run_json
 from mqarbench.runner.pack import train_pack
 from mqarbench.runner.plan import plan_run
 from mqarbench.runner.train import CHECKPOINT, Member
-from test_runner_fixtures import KILL_MARKER_ENV, STANDIN, Recurrent, cli_env, mini_env, mini_tasks  # noqa: F401
+from test_runner_fixtures import (KILL_MARKER_ENV, STACKED_STANDIN, STANDIN, Recurrent, cli_env,  # noqa: F401
+                                  mini_env, mini_tasks)
 
-EPOCHS, BATCH = 1, 2
-STEPS = 32  # 64 examples, batch 2: 32 steps in the one epoch (small batches keep CPU steps cheap)
+EPOCHS, BATCH = 1, 3
+# 64 examples in length buckets, batch 3: short last batches too (small batches keep CPU steps cheap)
+STEPS = 22
 SETTINGS = [(3e-3, 0), (1e-2, 1), (3e-3, 2)]  # (lr, seed) of the three members
 
 
@@ -58,6 +61,8 @@ def test_pack_of_three_equals_three_runs_alone(model, mini_env, step_losses):
     records = {}
     assert train_pack(packed, lambda spec, rec: records.setdefault(spec.run_id, rec), max_pack=3) == []
     assert {r["pack_size"] for r in records.values()} == {3}
+    stackable = can_stack(load_adapter(model).build("tiny", 64, 64))
+    assert {r["train_path"] for r in records.values()} == {"stacked" if stackable else "eager"}
     for a, p in zip(alone, packed):
         # the step losses were recorded for the alone run first, then for its packed twin
         losses = step_losses[a.run_id]
@@ -65,7 +70,11 @@ def test_pack_of_three_equals_three_runs_alone(model, mini_env, step_losses):
         assert losses[STEPS:] == pytest.approx(losses[:STEPS], rel=1e-4)
         wa, wp = last_weights(a), last_weights(p)
         for name in wa:
-            torch.testing.assert_close(wp[name], wa[name], rtol=1e-4, atol=1e-6)
+            # each element within 1e-4, or within 1e-3 of the tensor's scale: Adam turns rounding-
+            # sized gradients (a rare token's row) into lr-sized steps, so at lr 1e-2 the same run
+            # alone on 1 and on 2 CPU threads already differs by 1.2e-4 of the embedding's scale
+            scale = float(wa[name].abs().max())
+            torch.testing.assert_close(wp[name], wa[name], rtol=1e-4, atol=max(1e-6, 1e-3 * scale))
         ra, rp = read_run_json(a.run_dir), read_run_json(p.run_dir)
         assert ra["best_epoch"] == rp["best_epoch"]
         assert ra["valid_query_accuracy"] == pytest.approx(rp["valid_query_accuracy"])
@@ -84,8 +93,8 @@ def test_pack_of_one_equals_an_unpacked_run_bit_for_bit(mini_env):
     assert ha == hp
 
 
-def _run(out, env, *extra):
-    cmd = [sys.executable, "-m", "mqarbench", "run", "--model", STANDIN, "--suite", "positional",
+def _run(out, env, *extra, model: str = STANDIN):
+    cmd = [sys.executable, "-m", "mqarbench", "run", "--model", model, "--suite", "positional",
            "--preset", "tiny", "--epochs", "4", "--pack", "3", "--no-site", "--out", str(out),
            "--data-dir", str(out.parent / "data"), *extra]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -126,6 +135,27 @@ def test_killed_pack_resumes_every_member_and_skips_finished_ones(mini_env, mini
         assert all(torch.equal(a[run][k], b[run][k]) for k in a[run]), run
         info = json.loads((tmp_path / "killed" / "runs" / run / "run.json").read_text())
         assert info["trained"] and len(info["history"]) == 4
+
+
+def test_killed_stack_resumes_every_member_as_if_never_stopped(mini_env, mini_tasks, tmp_path):
+    env = cli_env(mini_tasks)
+    batch = ("--batch-size", "16")  # 4 steps an epoch
+    clean = _run(tmp_path / "clean", env, *batch, model=STACKED_STANDIN)
+    assert clean.returncode == 0, clean.stderr
+    killed = _run(tmp_path / "killed", {**env, KILL_MARKER_ENV: str(tmp_path / "marker")}, *batch,
+                  model=STACKED_STANDIN)
+    assert killed.returncode == -9, killed.stderr  # SIGKILL in the stack's sixth step: epoch 2 of 4
+    runs = sorted((tmp_path / "killed" / "runs").iterdir())
+    epochs = [torch.load(r / CHECKPOINT, weights_only=True)["state"]["epoch"] for r in runs]
+    assert len(runs) == 3 and all(0 <= e < 3 for e in epochs), epochs  # checkpointed, unfinished
+    resumed = _run(tmp_path / "killed", env, *batch, model=STACKED_STANDIN)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _all_weights(tmp_path / "clean"), _all_weights(tmp_path / "killed")
+    assert a.keys() == b.keys()
+    for run in a:
+        assert all(torch.equal(a[run][k], b[run][k]) for k in a[run]), run
+        info = json.loads((tmp_path / "killed" / "runs" / run / "run.json").read_text())
+        assert info["trained"] and len(info["history"]) == 4 and info["train_path"] == "stacked"
 
 
 GPU_EPOCHS, GPU_BATCH = 3, 8  # 24 steps of 8 examples: per-step losses steady enough to compare

@@ -96,6 +96,26 @@ def scan_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
     return selective_scan_chunked, KernelChoice("reference.selective_scan_chunked", False, why)
 
 
+def grouped_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+    """The scan with B, C (batch, G, N, L) shared by G equal groups of channels: one reference scan
+    per group (mamba_ssm's kernel takes the groups in one call)."""
+    groups = B.shape[1]
+    per = u.shape[1] // groups
+    part = lambda t, g: None if t is None else t[..., g * per:(g + 1) * per, :]  # noqa: E731 - (B, D/G, L)
+    vec = lambda t, g: None if t is None else t[g * per:(g + 1) * per]  # noqa: E731 - (D/G, ...)
+    return torch.cat([selective_scan_chunked(part(u, g), part(delta, g), vec(A, g), B[:, g], C[:, g],
+                                             vec(D, g), part(z, g), vec(delta_bias, g), delta_softplus)
+                      for g in range(groups)], dim=1)
+
+
+def grouped_scan_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
+    """The grouped selective scan (stacked members, ``mqarbench/models/stacked.py``) on ``device``."""
+    if device.type == "cuda" and not use_reference() and selective_scan_fn is not None:
+        return selective_scan_fn, KernelChoice("mamba_ssm.selective_scan_fn", True)
+    why = _MISSING if device.type == "cuda" and selective_scan_fn is None else ""
+    return grouped_scan_ref, KernelChoice("reference.grouped_scan_ref", False, why)
+
+
 def inner_impl(device: torch.device) -> tuple[Callable | None, KernelChoice]:
     """The fused Mamba block kernel (conv + projections + scan + gate) on ``device``, if any.
     It runs causal_conv1d's kernel inside, so it needs both libraries."""

@@ -137,9 +137,10 @@ def _recover_best(spec: RunSpec, device) -> dict | None:
         return None
 
 
-def finish_run(run: OpenRun, state=None, pack_size: int = 1) -> dict:
-    """Record training (``state``, a ``TrainState``, when this call trained the run), load the best
-    weights, evaluate every missing test task and write results and ``run.json``."""
+def finish_run(run: OpenRun, state=None, pack_size: int = 1, train_path: str = "eager") -> dict:
+    """Record training (``state``, a ``TrainState``, when this call trained the run, and how:
+    ``train_path`` eager, graphed or stacked), load the best weights, evaluate every missing test
+    task and write results and ``run.json``."""
     from mqarbench.runner.batches import load_cells
     from mqarbench.runner.checkpoint import load_checkpoint
     from mqarbench.runner.envinfo import peak_memory_mb
@@ -153,13 +154,13 @@ def finish_run(run: OpenRun, state=None, pack_size: int = 1) -> dict:
     if state is not None:
         timing = {"train_s": state.train_s, "data_s": state.data_s, "eval_s": state.eval_s}
         record.update(best_epoch=state.best_epoch, valid_query_accuracy=state.best_valid,
-                      history=state.history, pack_size=pack_size,
+                      history=state.history, pack_size=pack_size, train_path=train_path,
                       train_tokens_per_s=state.train_tokens / state.train_s if state.train_s else 0.0)
         best = load_checkpoint(run_dir / BEST, map_location=device)
     else:
         timing = dict(info.get("timing", {}))
         record.update({k: info[k] for k in ("best_epoch", "valid_query_accuracy", "history",
-                                            "train_tokens_per_s", "pack_size") if k in info})
+                                            "train_tokens_per_s", "pack_size", "train_path") if k in info})
     model.load_state_dict(best["model"])
     export_selected(model, run_dir)  # what is evaluated below is exactly what a submission carries
     record["trained"] = True
