@@ -6,7 +6,8 @@
 # Carry .whl (the wheels) or .site.txz (benchmarks/wheels.sh) and the Triton cache a `POLL_CACHE=1 ... poll` brought back (slimmed to
 # what a cache hit reads and xz-compressed by triton_cache_out.sh, so that it fits beside the
 # wheels in the 64 MiB carry):  cat triton_cache.txz.part-* > .triton_cache.txz
-# Phases run in order; PHASES="tests pack profile models epoch matrix workers calibrate board" picks some
+# Phases run in order; PHASES="tests pack stack profile models epoch matrix workers calibrate board" picks some
+# (stack: bench_pack.py's graphed packs against stacks of mamba, with a profile of the largest stack)
 # (models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one bench_models table; wait@PHASE: wait for another lane's PHASE;
 # todo@MODEL[@SUITE@SEEDS[@train=TASK+TASK]]: the runs benchmarks/board_todo.py says the board lacks;
 # matrix[@SUITE[@train=...]] / workers[@SUITE[@train=...]]: mamba's runs per GPU-hour, packed / 8 processes)
@@ -66,6 +67,8 @@ for phase in "$@"; do
            rc=$?; cp "$LOG/gpu_tests.log" "$LOG/current.log";;  # its kernel-family groups run in parallel
     pack) timeout 300 python3 benchmarks/bench_pack.py --models mamba,pythia --packs 1,8,16 > "$LOG/bench_pack.md" 2>&1
           rc=$?; cp "$LOG/bench_pack.md" "$LOG/current.log";;
+    stack) timeout 400 python3 benchmarks/bench_pack.py --models mamba --packs 1,8,24 --stacks 8,24 --profile \
+             > "$LOG/bench_stack.md" 2>&1; rc=$?; cp "$LOG/bench_stack.md" "$LOG/current.log";;
     profile) timeout 300 python3 benchmarks/profile_step.py --models mamba,mamba2,gla,rwkv7,deltanet --top 12 \
                > "$LOG/profile.md" 2>&1; rc=$?; cp "$LOG/profile.md" "$LOG/current.log";;
     models) bench_table 300 small mamba+mamba2+fla; bench_table 400 paper mamba+mamba2+fla;;

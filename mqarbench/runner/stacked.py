@@ -14,13 +14,15 @@ Before a member validates or checkpoints, its slices are copied into its model a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from mqarbench.models.stacked import Params, stack_parameters
 from mqarbench.runner.evaluate import autocast
-from mqarbench.runner.graphs import StaticBucket, static_buckets
+from mqarbench.runner.graphs import static_buckets
 from mqarbench.runner.plan import RunSpec
 from mqarbench.runner.train import Member
 
@@ -47,6 +49,8 @@ class Stack:
         self.tables: dict[int, torch.Tensor] = {}  # length -> every member dataset's rows of it
         self.offsets: dict[tuple[int, int], int] = {}  # (id(TrainData), bucket) -> first row in its table
         self.member_bytes: int | None = None  # GPU memory one member's step takes, once measured
+        self.epoch_tables: dict[int, EpochTable] = {}  # id(member) -> its epoch's batches
+        self.clip = torch.zeros(0)  # (K,) each member's gradient clipping norm
 
     # ---- membership ----
 
@@ -95,6 +99,8 @@ class Stack:
         self.exp_avg, self.exp_avg_sq = moments("exp_avg"), moments("exp_avg_sq")
         self.steps = [int(float(st[0]["step"])) if st and "step" in st[0] else 0 for st in states]
         self._build_tables()
+        self.epoch_tables = {}  # their rows point into the tables just rebuilt
+        self.clip = torch.tensor([m.spec.hparams.grad_clip for m in members], device=self.device)
         self.dirty = False
 
     def _build_tables(self) -> None:
@@ -120,51 +126,64 @@ class Stack:
             self._restack()
         measure = self.device.type == "cuda" and self.member_bytes is None
         before = torch.cuda.memory_allocated(self.device) if measure else 0
+        tables = [self._epoch_table(k) for k in range(len(self.members))]
         groups: dict[int, list[int]] = {}
-        for k in range(len(self.members)):
-            groups.setdefault(self._next_length(k), []).append(k)
+        for k, (member, table) in enumerate(zip(self.members, tables)):
+            groups.setdefault(int(table.lengths[member.cursor]), []).append(k)
         losses = torch.zeros(len(self.members), device=self.device)  # (K,)
-        tokens = [0] * len(self.members)
-        for ks in groups.values():
-            self._forward_backward(ks, losses, tokens)
+        for length, ks in groups.items():
+            self._forward_backward(length, ks, tables, losses)
         self._optimizer_step()
-        for k, member in enumerate(self.members):
-            member.after_step(losses[k], tokens[k])
+        for k, (member, table) in enumerate(zip(self.members, tables)):
+            member.after_step(losses[k], int(table.tokens[member.cursor]))
         if measure:  # the process's peak bounds this step's from above: a safe estimate
             peak = torch.cuda.max_memory_allocated(self.device)
             self.member_bytes = max(1, (peak - before) // len(self.members))
 
-    def _next_length(self, k: int) -> int:
+    def _epoch_table(self, k: int) -> "EpochTable":
+        """Member k's batches of this epoch as arrays, built once per epoch (rows already offset
+        into the length tables)."""
         member = self.members[k]
-        return member.data.static[member.plan[member.cursor][0]].length
+        table = self.epoch_tables.get(id(member))
+        if table is None or table.epoch != member.epoch:
+            table = EpochTable.build(member, self.offsets)
+            self.epoch_tables[id(member)] = table
+        return table
 
-    def _batches(self, ks: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
-        """For a group of members whose next batches share one length: rows into that length's
-        table (K_b, B), label indices into the group's flattened (K_b * B * L) hidden states and
-        their targets (K_b, N), padded with (0, -100); and each member's tokens."""
+    def _forward_backward(self, length: int, ks: list[int], tables: list["EpochTable"],
+                          losses: torch.Tensor) -> None:
+        """Forward and backward of the members ``ks``, whose next batches all have ``length``."""
         batch = self.members[ks[0]].spec.hparams.batch_size
-        rows_all = np.empty((len(ks), batch), dtype=np.int64)
-        picks, tokens = [], []
-        for j, k in enumerate(ks):
-            member = self.members[k]
-            b, rows = member.plan[member.cursor]
-            bucket: StaticBucket = member.data.static[b]
-            padded = np.full(batch, bucket.blank, dtype=np.int64)  # a short batch: blank rows, no labels
-            padded[: len(rows)] = rows
-            rows_all[j] = padded + self.offsets[(id(member.data), b)]
-            count = int(bucket.labels_per_row()[padded].sum())
-            index, target = bucket.flat_labels(padded, count)
-            picks.append((index + j * batch * bucket.length, target))
-            tokens.append(len(rows) * bucket.length)
-        width = max(1, max(len(i) for i, _ in picks))
-        index = np.zeros((len(ks), width), dtype=np.int64)
+        steps = [self.members[k].cursor for k in ks]
+        counts = [int(tables[k].counts[i]) for k, i in zip(ks, steps)]
+        width = max(1, max(counts))
+        rows = np.stack([tables[k].rows[i] for k, i in zip(ks, steps)])  # (K_b, B)
+        index = np.zeros((len(ks), width), dtype=np.int64)  # (K_b, N) into the flat (K_b * B * L)
         target = np.full((len(ks), width), -100, dtype=np.int64)
-        for j, (i, t) in enumerate(picks):
-            index[j, : len(i)], target[j, : len(t)] = i, t
-        return rows_all, index, target, tokens
+        for j, (k, i, n) in enumerate(zip(ks, steps, counts)):
+            index[j, :n] = tables[k].index[i, :n] + j * batch * length
+            target[j, :n] = tables[k].target[i, :n]
+        rows, index, target, picked = self._to_device(rows, index, target, np.array(ks, dtype=np.int64))
+        members = len(ks)
+        if members == len(self.members):
+            params = self.params
+        else:
+            params = {n: p.index_select(0, picked) for n, p in self.params.items()}
+        model = self.members[0].model
+        input_ids = self.tables[length].index_select(0, rows.flatten()).view(members, batch, length)
+        with autocast(self.device):
+            hidden = model.stacked_hidden_states(params, input_ids)  # (K_b, B, L, D)
+            at_labels = hidden.flatten(0, 2).index_select(0, index.flatten()).view(members, width, -1)
+            logits = model.stacked_logits(params, at_labels)  # (K_b, N, V)
+        per_label = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), ignore_index=-100,
+                                    reduction="none").view(members, width)  # (K_b, N)
+        loss = per_label.sum(1) / (target != -100).sum(1).clamp_min(1)  # (K_b,) each member's mean
+        loss.sum().backward()
+        losses.index_copy_(0, picked, loss.detach())
 
     def _to_device(self, *arrays: np.ndarray) -> list[torch.Tensor]:
-        """Host arrays to the device in one copy that does not wait for the GPU's queue."""
+        """Host arrays (int64 or float32) to the device in one copy per dtype that never waits
+        for the GPU's queue (pinned memory, non-blocking)."""
         flat = torch.from_numpy(np.concatenate([a.ravel() for a in arrays]))
         if self.device.type == "cuda":
             flat = flat.pin_memory().to(self.device, non_blocking=True)
@@ -174,41 +193,16 @@ class Stack:
             start += a.size
         return out
 
-    def _forward_backward(self, ks: list[int], losses: torch.Tensor, tokens: list[int]) -> None:
-        rows, index, target, group_tokens = self._batches(ks)
-        rows, index, target = self._to_device(rows, index, target)
-        members, batch = rows.shape
-        length = self._next_length(ks[0])
-        model = self.members[0].model
-        if members == len(self.members):
-            picked_members, params = None, self.params
-        else:
-            picked_members = torch.tensor(ks, device=self.device)
-            params = {n: p.index_select(0, picked_members) for n, p in self.params.items()}
-        input_ids = self.tables[length].index_select(0, rows.flatten()).view(members, batch, length)
-        with autocast(self.device):
-            hidden = model.stacked_hidden_states(params, input_ids)  # (K_b, B, L, D)
-            at_labels = hidden.flatten(0, 2).index_select(0, index.flatten()).view(members, -1, hidden.shape[-1])
-            logits = model.stacked_logits(params, at_labels)  # (K_b, N, V)
-        per_label = F.cross_entropy(logits.float().flatten(0, 1), target.flatten(), ignore_index=-100,
-                                    reduction="none").view(members, -1)  # (K_b, N)
-        loss = per_label.sum(1) / (target != -100).sum(1).clamp_min(1)  # (K_b,) each member's mean
-        loss.sum().backward()
-        if picked_members is None:
-            losses.copy_(loss.detach())
-        else:
-            losses.index_copy_(0, picked_members, loss.detach())
-        for j, k in enumerate(ks):
-            tokens[k] = group_tokens[j]
-
     @torch.no_grad()
     def _optimizer_step(self) -> None:
         """Per-member gradient clipping, then AdamW with per-member lr, weight decay and step."""
         members = self.members
-        grads = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in self.params.items()}
-        norms = torch.stack([g.reshape(len(members), -1).float().square().sum(1) for g in grads.values()]).sum(0).sqrt()
-        clip = torch.tensor([m.spec.hparams.grad_clip for m in members], device=self.device)
-        coef = (clip / (norms + CLIP_EPS)).clamp(max=1.0)  # (K,)
+        names = list(self.params)
+        params = [self.params[n] for n in names]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        norms = torch.stack([torch.linalg.vector_norm(g.reshape(len(members), -1).float(), dim=1)
+                             for g in grads]).square().sum(0).sqrt()  # (K,)
+        coef = (self.clip / (norms + CLIP_EPS)).clamp(max=1.0)  # (K,)
         for k in range(len(members)):
             self.steps[k] += 1
         lr = np.array([float(m.optimizer.param_groups[0]["lr"]) for m in members])
@@ -217,13 +211,56 @@ class Stack:
         b1, b2 = BETAS
         table = np.stack([1 - lr * wd, lr / (1 - b1 ** steps), np.sqrt(1 - b2 ** steps)]).astype(np.float32)
         decay, step_size, bc2_sqrt = self._to_device(table)[0]
-        for name, param in self.params.items():
-            shape = (len(members),) + (1,) * (param.dim() - 1)
-            grad = grads[name].mul_(coef.view(shape))
-            m, v = self.exp_avg[name], self.exp_avg_sq[name]
-            param.mul_(decay.view(shape))
-            m.lerp_(grad, 1 - b1)
-            v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-            denom = (v.sqrt() / bc2_sqrt.view(shape)).add_(EPS)
-            param.addcdiv_(m * step_size.view(shape), denom, value=-1.0)
-            param.grad = None
+        per = lambda v: [v.view((len(members),) + (1,) * (p.dim() - 1)) for p in params]  # noqa: E731
+        moments, squares = [self.exp_avg[n] for n in names], [self.exp_avg_sq[n] for n in names]
+        torch._foreach_mul_(grads, per(coef))
+        torch._foreach_mul_(params, per(decay))
+        torch._foreach_lerp_(moments, grads, 1 - b1)
+        torch._foreach_mul_(squares, b2)
+        torch._foreach_addcmul_(squares, grads, grads, 1 - b2)
+        denom = torch._foreach_sqrt(squares)
+        torch._foreach_div_(denom, per(bc2_sqrt))
+        torch._foreach_add_(denom, EPS)
+        update = torch._foreach_mul(moments, per(step_size))
+        torch._foreach_div_(update, denom)
+        torch._foreach_sub_(params, update)
+        for p in params:
+            p.grad = None
+
+
+@dataclass
+class EpochTable:
+    """One member's epoch: per step the batch length, rows into that length's table (blank rows
+    fill a short batch), labelled positions in the flattened (B * L) batch and their targets
+    (padded with 0 / -100), the label count and the tokens trained."""
+
+    epoch: int
+    lengths: np.ndarray  # (S,)
+    rows: np.ndarray  # (S, B)
+    index: np.ndarray  # (S, N)
+    target: np.ndarray  # (S, N)
+    counts: np.ndarray  # (S,)
+    tokens: np.ndarray  # (S,)
+
+    @classmethod
+    def build(cls, member: Member, offsets: dict[tuple[int, int], int]) -> "EpochTable":
+        batch, buckets = member.spec.hparams.batch_size, member.data.static
+        per_row = [bucket.labels_per_row() for bucket in buckets]
+        steps = len(member.plan)
+        rows = np.empty((steps, batch), dtype=np.int64)
+        lengths, counts, tokens = (np.zeros(steps, dtype=np.int64) for _ in range(3))
+        picks = []
+        for i, (b, batch_rows) in enumerate(member.plan):
+            bucket = buckets[b]
+            padded = np.full(batch, bucket.blank, dtype=np.int64)
+            padded[: len(batch_rows)] = batch_rows
+            counts[i] = per_row[b][padded].sum()
+            picks.append(bucket.flat_labels(padded, int(counts[i])))
+            rows[i] = padded + offsets[(id(member.data), b)]
+            lengths[i], tokens[i] = bucket.length, len(batch_rows) * bucket.length
+        width = max(1, int(counts.max()) if steps else 1)
+        index = np.zeros((steps, width), dtype=np.int64)
+        target = np.full((steps, width), -100, dtype=np.int64)
+        for i, (idx, tgt) in enumerate(picks):
+            index[i, : len(idx)], target[i, : len(tgt)] = idx, tgt
+        return cls(member.epoch, lengths, rows, index, target, counts, tokens)
