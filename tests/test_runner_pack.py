@@ -12,7 +12,6 @@ import torch
 
 from mqarbench.data import build_dataset
 from mqarbench.models.registry import BUILTINS, load_adapter
-from mqarbench.models.stacked import can_stack
 from mqarbench.runner.hparams import HParams
 from mqarbench.runner.job import execute, read_run_json
 from mqarbench.runner.pack import train_pack
@@ -51,18 +50,22 @@ def last_weights(spec) -> dict[str, torch.Tensor]:
     return torch.load(spec.run_dir / CHECKPOINT, weights_only=True)["model"]
 
 
-@pytest.mark.parametrize("model", BUILTINS)
-def test_pack_of_three_equals_three_runs_alone(model, mini_env, step_losses):
+STACKABLE = ("mamba", "mamba_2x_state", "mamba_4x_state")  # models with a stacked form
+PACKINGS = [(m, False) for m in BUILTINS] + [(m, True) for m in STACKABLE]
+
+
+@pytest.mark.parametrize("model,stack", PACKINGS)
+def test_pack_of_three_equals_three_runs_alone(model, stack, mini_env, step_losses):
     alone = specs_for(model, mini_env / "alone", mini_env / "data")
     for spec in alone:
         execute(spec)
     packed = specs_for(model, mini_env / "packed", mini_env / "data")
     assert [s.run_id for s in packed] == [s.run_id for s in alone]  # packing leaves run ids alone
     records = {}
-    assert train_pack(packed, lambda spec, rec: records.setdefault(spec.run_id, rec), max_pack=3) == []
+    assert train_pack(packed, lambda spec, rec: records.setdefault(spec.run_id, rec), max_pack=3,
+                      stack=stack) == []
     assert {r["pack_size"] for r in records.values()} == {3}
-    stackable = can_stack(load_adapter(model).build("tiny", 64, 64))
-    assert {r["train_path"] for r in records.values()} == {"stacked" if stackable else "eager"}
+    assert {r["train_path"] for r in records.values()} == {"stacked" if stack else "eager"}
     for a, p in zip(alone, packed):
         # the step losses were recorded for the alone run first, then for its packed twin
         losses = step_losses[a.run_id]
@@ -139,7 +142,7 @@ def test_killed_pack_resumes_every_member_and_skips_finished_ones(mini_env, mini
 
 def test_killed_stack_resumes_every_member_as_if_never_stopped(mini_env, mini_tasks, tmp_path):
     env = cli_env(mini_tasks)
-    batch = ("--batch-size", "16")  # 4 steps an epoch
+    batch = ("--batch-size", "16", "--stack")  # 4 steps an epoch
     clean = _run(tmp_path / "clean", env, *batch, model=STACKED_STANDIN)
     assert clean.returncode == 0, clean.stderr
     killed = _run(tmp_path / "killed", {**env, KILL_MARKER_ENV: str(tmp_path / "marker")}, *batch,
@@ -171,11 +174,11 @@ AUTOTUNED = ("rwkv", "gated_deltanet", "rwkv7", "gla", "deltanet", "mamba2")
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("model", [pytest.param(m, marks=[pytest.mark.triton_autotune] if m in AUTOTUNED else [])
-                                   for m in BUILTINS])
-def test_graphed_pack_matches_eager_runs_on_gpu(model, mini_env, step_losses):
-    """On CUDA the pack replays captured steps on several streams; each member must train as its
-    eager twin does. bf16 autocast and the Mamba family's atomic-add backward let the two drift
+@pytest.mark.parametrize("model,stack", [pytest.param(m, st, marks=[pytest.mark.triton_autotune] if m in AUTOTUNED else [])
+                                         for m, st in PACKINGS])
+def test_graphed_pack_matches_eager_runs_on_gpu(model, stack, mini_env, step_losses):
+    """On CUDA the pack replays captured steps on several streams (or, ``stack``, trains the members
+    as one stack); each member must train as its eager twin does. bf16 autocast and the Mamba family's atomic-add backward let the two drift
     apart step by step, so the first loss (same weights, same batch) is compared tightly and the
     rest as means over 8 steps."""
     alone = specs_for(model, mini_env / "alone", mini_env / "data", GPU_EPOCHS, GPU_BATCH)
@@ -183,8 +186,10 @@ def test_graphed_pack_matches_eager_runs_on_gpu(model, mini_env, step_losses):
         execute(spec)
     packed = specs_for(model, mini_env / "packed", mini_env / "data", GPU_EPOCHS, GPU_BATCH)
     records = {}
-    assert train_pack(packed, lambda spec, rec: records.setdefault(spec.run_id, rec), max_pack=3) == []
+    assert train_pack(packed, lambda spec, rec: records.setdefault(spec.run_id, rec), max_pack=3,
+                      stack=stack) == []
     assert {r["pack_size"] for r in records.values()} == {3}
+    assert {r["train_path"] for r in records.values()} == {"stacked" if stack else "graphed"}
     steps = GPU_EPOCHS * 64 // GPU_BATCH
     for a in alone:
         losses = step_losses[a.run_id]

@@ -127,5 +127,7 @@ def test_run_picks_runs_per_gpu_unless_given(monkeypatch, capsys):
     assert main([*base, "--pack", "0"]) == 2
     assert main([*base, "--pack", "4", "--executor", "ray"]) == 2
     assert "--pack works with --executor local" in capsys.readouterr().err
+    assert main([*base, "--stack", "--pack", "1"]) == 2
+    assert "--stack trains runs side by side in one pack" in capsys.readouterr().err
     monkeypatch.setattr(mqarbench.runner.envinfo, "gpu_memory_gib", lambda: None)
     assert main([*base, "--pack", "1"]) == 0 and seen == [1, 8, 3, 1]

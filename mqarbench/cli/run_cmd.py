@@ -45,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train up to K runs at once in this process, each replaying its step as a CUDA "
                         "graph on its own stream (default on a GPU: as many as its memory holds; 1 on a "
                         "CPU); --pack 1 trains one run per process as before")
+    p.add_argument("--stack", action="store_true",
+                   help="in a pack, train the runs of a model with a stacked form (the Mamba family) as one "
+                        "batched computation instead of one CUDA graph each (about as fast on an H200 at "
+                        "small; see docs/benchmarks.md)")
     p.add_argument("--only", nargs="+", metavar="RUN_ID",
                    help="run only these runs of the matrix (ids or unique prefixes, as `run` prints them)")
     p.add_argument("--train", nargs="+", metavar="TASK",
@@ -97,6 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError("--seeds and --workers-per-gpu must be at least 1")
     if args.pack is not None and args.pack < 1:
         raise UserError(f"--pack must be at least 1, got {args.pack}")
+    if args.stack and (args.pack == 1 or args.executor == "ray"):
+        raise UserError("--stack trains runs side by side in one pack; drop --pack 1 / --executor ray, or drop --stack")
     if args.pack not in (None, 1) and args.executor == "ray":
         raise UserError("--pack works with --executor local; a Ray task trains one run (drop --pack)")
     load_suite(args.suite)  # an unknown suite fails before anything is built
@@ -112,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _, results = run_suite(models, args.suite, preset=preset, sweep=hps, seeds=list(range(args.seeds)),
                            out_dir=out, data_dir=data, executor=args.executor, ray_address=args.ray_address,
                            workers_per_gpu=workers, allow_slow_kernels=args.allow_slow_kernels,
-                           only=args.only, pack=args.pack, train=args.train)
+                           only=args.only, pack=args.pack, train=args.train, stack=args.stack)
     for table in suite_tables(args.suite, results):
         console.print(table)
     if not args.no_site:

@@ -66,7 +66,8 @@ def run_suite(models: list[str], suite: str, *, preset: str, sweep: list[HParams
               out_dir: Path, data_dir: Path, executor: str = "local", ray_address: str | None = None,
               workers_per_gpu: int = 1, allow_slow_kernels: bool = False,
               console: Console | None = None, only: list[str] | None = None,
-              pack: int | None = None, train: list[str] | None = None) -> tuple[list[RunSpec], pa.Table]:
+              pack: int | None = None, train: list[str] | None = None,
+              stack: bool = False) -> tuple[list[RunSpec], pa.Table]:
     """Build data, run every missing run of the matrix (or of its runs ``only``, or those trained
     on the tasks ``train``), return (runs, their results)."""
     console = console or Console(stderr=True)
@@ -85,7 +86,7 @@ def run_suite(models: list[str], suite: str, *, preset: str, sweep: list[HParams
     todo = [s for s in specs if not is_finished(s)]
     console.print(f"{len(specs)} runs ({len(specs) - len(todo)} already finished) -> {out_dir / 'runs'}")
     if todo:
-        _execute(todo, executor, ray_address, workers_per_gpu, console, pack)
+        _execute(todo, executor, ray_address, workers_per_gpu, console, pack, stack)
     return specs, collect(specs)
 
 
@@ -98,7 +99,7 @@ def packing(pack: int | None, executor: str, device_type: str) -> int:
 
 
 def _execute(todo: list[RunSpec], executor: str, ray_address: str | None, workers_per_gpu: int,
-             console: Console, pack: int | None = None) -> None:
+             console: Console, pack: int | None = None, stack: bool = False) -> None:
     from mqarbench.runner.executors import run_local, run_ray
 
     from mqarbench.runner.envinfo import pick_device
@@ -140,7 +141,7 @@ def _execute(todo: list[RunSpec], executor: str, ray_address: str | None, worker
         elif pack != 1:
             from mqarbench.runner.pack import train_pack
 
-            alone = train_pack(todo, done, pack or None, report=console.print, on_step=lines)
+            alone = train_pack(todo, done, pack or None, report=console.print, on_step=lines, stack=stack)
             if alone and device.type == "cuda" and workers_per_gpu > 1:
                 warm_kernels(alone, device, report=console.print)  # as for unpacked workers, above
             run_local(alone, done, on_step=on_step, workers=workers_per_gpu)

@@ -2,10 +2,11 @@
 
 At preset ``small`` one run leaves most of a GPU idle, and worker processes only time-slice it.
 Here up to K runs train at once in this process, each a ``Member`` with its own model, optimizer,
-schedule, data order, validation, checkpoints and results. Runs of a model with a stacked form
-(``mqarbench/models/stacked.py``) train as one stack: one batched forward and backward for all of
-them per step (``mqarbench/runner/stacked.py``). Any other model's runs, on CUDA, each replay a
-captured step on a stream of their own (``mqarbench/runner/graphs.py``), so their kernels overlap.
+schedule, data order, validation, checkpoints and results. On CUDA each replays a captured step
+on a stream of its own (``mqarbench/runner/graphs.py``), so their kernels overlap. On request
+(``stack``), the runs of a model with a stacked form (``mqarbench/models/stacked.py``) train as
+one stack instead: one batched forward and backward for all of them per step
+(``mqarbench/runner/stacked.py``); on an H200 at ``small`` that is about as fast as the graphs.
 When a run finishes, the next one in the queue takes its place; a new run is admitted only while
 the GPU's free memory holds one more member (measured on the members already running).
 
@@ -70,14 +71,15 @@ def _declined(spec: RunSpec) -> str | None:
 
 
 def train_pack(specs: list[RunSpec], done: Done, max_pack: int | None = None,
-               report: Callable[[str], None] = print, on_step: Step | None = None) -> list[RunSpec]:
+               report: Callable[[str], None] = print, on_step: Step | None = None,
+               stack: bool = False) -> list[RunSpec]:
     """Train and evaluate ``specs`` as a rolling pack of at most ``max_pack`` runs (default: as many
-    as fit in GPU memory); returns the runs left to train one at a time: those whose model cannot
+    as fit in GPU memory), ``stack``: the runs of a model with a stacked form as stacks; returns the runs left to train one at a time: those whose model cannot
     be captured in a CUDA graph, and those another process holds (``job.execute`` waits for them)."""
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     graphs = device.type == "cuda"
     limit = max_pack or MAX_PACK
-    stacking = limit != 1  # a pack of one is exactly today's unpacked run
+    stacking = stack and limit != 1  # a pack of one is exactly today's unpacked run
     queue, active = deque(specs), []
     unpackable: dict[str, str] = {}  # model ref -> why
     left: list[RunSpec] = []
