@@ -62,15 +62,18 @@ def per_model(found: list[tuple[Path, dict]], suite: str, epochs: int) -> list[s
 
 def matrix_rate(found: list[tuple[Path, dict]], wall_s: float) -> list[str]:
     """Runs per GPU-hour and MFU of a matrix that took ``wall_s``: 6 x parameters x training tokens
-    over the wall time, once without the embedding (as bench_pack.py) and once with it (the tied
-    vocabulary head is a real matmul at every position, most of a `small` model's FLOPs)."""
+    over the wall time, once without the vocabulary tables (as bench_pack.py) and once with the
+    head (a real V x d matmul, most of a `small` model's FLOPs; an untied input table is a lookup
+    and counts for nothing)."""
     flops_body = flops_all = 0.0
     for _, r in found:
         tokens = r["train_tokens_per_s"] * r["timing"]["train_s"]
         cfg = r["model_config"]
-        embedding = cfg["vocab_size"] * cfg["d_model"]
-        flops_body += 6 * (r["params"] - embedding) * tokens
-        flops_all += 6 * r["params"] * tokens
+        table = cfg["vocab_size"] * cfg["d_model"]
+        tied = cfg.get("tied_head", cfg.get("tie_embeddings", True))  # Hyena has no field: always tied
+        body = r["params"] - (1 if tied else 2) * table
+        flops_body += 6 * body * tokens
+        flops_all += 6 * (body + table) * tokens
     return ["| runs | wall s | runs per GPU-hour | MFU (non-embedding) | MFU (with the vocabulary head) |",
             "| ---: | ---: | ---: | ---: | ---: |",
             f"| {len(found)} | {wall_s:.1f} | {3600 * len(found) / wall_s:.1f} | "

@@ -28,3 +28,7 @@ def test_matrix_rate_counts_runs_per_hour_and_mfu_with_and_without_the_embedding
     assert cells[:3] == ["2", "360.0", "20.0"]  # 2 runs in 360 s = 20 an hour
     body = 100 * 6 * 1e6 * 2e8 / 360 / bench.PEAK_FLOPS  # 2 runs x 1e8 tokens
     assert cells[3] == f"{body:.2f}%" and cells[4] == f"{3 * body:.2f}%"
+    # untied (pythia, fla models at paper): two tables; the input one is a lookup, not a matmul
+    untied = {**run, "params": 5_000_000, "model_config": {**run["model_config"], "tie_embeddings": False}}
+    cells = [c.strip() for c in bench.matrix_rate([(None, untied), (None, untied)], wall_s=360.0)[2].strip("|").split("|")]
+    assert cells[3] == f"{body:.2f}%" and cells[4] == f"{3 * body:.2f}%"

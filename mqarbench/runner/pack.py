@@ -22,9 +22,9 @@ from typing import Callable
 
 import torch
 
+from mqarbench.models.stacked import can_stack
 from mqarbench.runner.job import OpenRun, finish_run, open_run, read_run_json
 from mqarbench.runner.lock import try_lock
-from mqarbench.models.stacked import can_stack
 from mqarbench.runner.plan import RunSpec
 from mqarbench.runner.stacked import Stack, stack_key
 from mqarbench.runner.train import Member, TrainData
@@ -74,8 +74,9 @@ def train_pack(specs: list[RunSpec], done: Done, max_pack: int | None = None,
                report: Callable[[str], None] = print, on_step: Step | None = None,
                stack: bool = False) -> list[RunSpec]:
     """Train and evaluate ``specs`` as a rolling pack of at most ``max_pack`` runs (default: as many
-    as fit in GPU memory), ``stack``: the runs of a model with a stacked form as stacks; returns the runs left to train one at a time: those whose model cannot
-    be captured in a CUDA graph, and those another process holds (``job.execute`` waits for them)."""
+    as fit in GPU memory); with ``stack``, the runs of a model with a stacked form train as stacks.
+    Returns the runs left to train one at a time: those whose model cannot be captured in a CUDA
+    graph, and those another process holds (``job.execute`` waits for them)."""
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     graphs = device.type == "cuda"
     limit = max_pack or MAX_PACK

@@ -182,8 +182,8 @@ class Stack:
         losses.index_copy_(0, picked, loss.detach())
 
     def _to_device(self, *arrays: np.ndarray) -> list[torch.Tensor]:
-        """Host arrays (int64 or float32) to the device in one copy per dtype that never waits
-        for the GPU's queue (pinned memory, non-blocking)."""
+        """Host arrays of one dtype to the device in one copy that never waits for the GPU's queue
+        (pinned memory, non-blocking): a synchronous copy would stall the host once per step."""
         flat = torch.from_numpy(np.concatenate([a.ravel() for a in arrays]))
         if self.device.type == "cuda":
             flat = flat.pin_memory().to(self.device, non_blocking=True)
