@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from mqarbench.data import load_suite
-from mqarbench.results.store import read_results
+from mqarbench.results.store import overall_scores
 
 PARTS = ("train_s", "data_s", "eval_s", "overhead_s")
 PEAK_FLOPS = 989e12  # H100/H200 dense bf16
@@ -85,8 +85,7 @@ def calibration(found: list[tuple[Path, dict]]) -> list[str]:
     for run_dir, r in found:
         if r["train_task"] != "standard" or not (run_dir / "results.parquet").exists():
             continue
-        rows = [x for x in read_results(run_dir / "results.parquet").to_pylist() if x["slice"] == "overall"]
-        score = {x["test_task"]: x["query_accuracy"] for x in rows}
+        score = overall_scores(run_dir)
         if "last" in score:
             lines.append(f"| {r['model']} | {r['hparams']['lr']:g} | {r['hparams']['epochs']} | " +
                          " | ".join(f"{score.get(t, float('nan')):.1f}" for t in ("standard", "last", "shuffle")) + " |")

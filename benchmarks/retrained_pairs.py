@@ -17,7 +17,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from mqarbench.results.store import read_results
+from mqarbench.results.store import overall_scores
 
 
 @dataclass
@@ -29,11 +29,6 @@ class Pair:
     valid: tuple[float, float]  # (before, after)
     best_epoch: tuple[int, int]
     diffs: dict[str, float]  # test task -> after - before, query accuracy in points
-
-
-def overall_scores(run_dir: Path) -> dict[str, float]:
-    rows = read_results(run_dir / "results.parquet").to_pylist()
-    return {r["test_task"]: r["query_accuracy"] for r in rows if r["slice"] == "overall"}
 
 
 def find_pairs(before: Path, runs_dirs: list[Path]) -> list[Pair]:

@@ -77,6 +77,12 @@ def read_results(path: Path, require_digest: bool = True) -> pa.Table:
     return read_results_unchecked(path)
 
 
+def overall_scores(run_dir: Path) -> dict[str, float]:
+    """A run's query accuracy per test task (its ``overall`` rows), from ``results.parquet``."""
+    rows = read_results(Path(run_dir) / "results.parquet").to_pylist()
+    return {r["test_task"]: r["query_accuracy"] for r in rows if r["slice"] == "overall"}
+
+
 def read_results_unchecked(path: Path) -> pa.Table:
     """``read_results`` without the digest check: for validation, which reports it separately."""
     path = Path(path)
