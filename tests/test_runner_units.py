@@ -131,3 +131,11 @@ def test_run_picks_runs_per_gpu_unless_given(monkeypatch, capsys):
     assert "--stack trains runs side by side in one pack" in capsys.readouterr().err
     monkeypatch.setattr(mqarbench.runner.envinfo, "gpu_memory_gib", lambda: None)
     assert main([*base, "--pack", "1"]) == 0 and seen == [1, 8, 3, 1]
+
+
+def test_packing_defaults_to_a_pack_on_a_gpu_or_when_a_stack_is_asked_for():
+    from mqarbench.runner.orchestrate import packing
+
+    assert packing(None, "local", "cuda") == 0 and packing(None, "local", "cpu") == 1
+    assert packing(None, "local", "cpu", stack=True) == 0  # --stack on a CPU is not silently dropped
+    assert packing(3, "local", "cpu", stack=True) == 3 and packing(None, "ray", "cuda") == 1

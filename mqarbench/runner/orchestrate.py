@@ -90,12 +90,13 @@ def run_suite(models: list[str], suite: str, *, preset: str, sweep: list[HParams
     return specs, collect(specs)
 
 
-def packing(pack: int | None, executor: str, device_type: str) -> int:
+def packing(pack: int | None, executor: str, device_type: str, stack: bool = False) -> int:
     """Runs trained at once in one process: ``--pack`` if given; by default as many as fit on a
-    GPU (0 = no fixed limit) and one on a CPU, where side-by-side runs gain nothing."""
+    GPU (0 = no fixed limit) and one on a CPU, where side-by-side runs gain nothing, unless
+    ``--stack`` asks for a stack (which needs a pack)."""
     if pack is not None:
         return pack
-    return 0 if device_type == "cuda" and executor == "local" else 1
+    return 0 if (device_type == "cuda" or stack) and executor == "local" else 1
 
 
 def _execute(todo: list[RunSpec], executor: str, ray_address: str | None, workers_per_gpu: int,
@@ -106,7 +107,7 @@ def _execute(todo: list[RunSpec], executor: str, ray_address: str | None, worker
     from mqarbench.runner.warmup import warm_kernels
 
     device = pick_device()
-    pack = packing(pack, executor, device.type)
+    pack = packing(pack, executor, device.type, stack)
     parallel = executor == "ray" or workers_per_gpu > 1 or pack != 1
     if parallel:
         # longest runs first, so the matrix does not end with one long run on an idle GPU
