@@ -120,6 +120,11 @@ def test_render_from_the_committed_submissions(tmp_path):
     current = rep.load_measured(REPO_ROOT / "leaderboard/submissions", "small")
     assert set(current.scores) >= {"pythia", "hyena", "rwkv", "mamba", "mamba_2x_state", "mamba_4x_state",
                                    "global_mamba"}
+    # the calibration section: one row per model of the board, and pythia's seeds on every task it ran
+    section = text[text.index("## Calibration targets"):]
+    section = section[:section.index("\n## ", 3)]
+    assert all(f"\n| {m} | " in section for m in current.scores)
+    assert len(current.valid["pythia"]["standard"].values) == current.scores["pythia"][("standard", "last")].n
 
 
 def test_an_earlier_version_of_the_preset_is_rendered_apart_and_never_judged(tmp_path):

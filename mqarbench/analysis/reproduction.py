@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mqarbench.analysis import calibration
 from mqarbench.analysis import paper_numbers as paper
 from mqarbench.errors import UserError
 from mqarbench.io import write_text_atomic
@@ -225,6 +226,7 @@ class Measured:
     block_shares: dict[str, dict[str, list[float]]]  # model -> train task -> shares (percent)
     tasks: dict[str, tuple] = field(default_factory=dict)  # task -> (version, data hash)
     preset_version: int | None = None
+    valid: calibration.Valid = field(default_factory=dict)  # model -> train task -> in-domain validation
 
 
 def load_boards(submissions: Path, preset: str, data_dir: Path | None = None) -> list[Measured]:
@@ -267,16 +269,19 @@ def _measured(board, preset: str) -> Measured:
     scores: Scores = {}
     sources: dict[str, str] = {}
     shares: dict[str, dict[str, list[float]]] = {}
+    valid: calibration.Valid = {}
     for entry in board.entries:
         model = entry.entry.metadata.model_name if entry.entry.metadata else entry.entry.name
         scores[model] = {pair: entry.score(*pair) for pair in entry.pairs()}
+        valid[model] = {t: v for t in {t for t, _ in entry.pairs()} if (v := entry.valid_score(t))}
         where = entry.entry.submission_dir or _common_parent(entry.entry.run_dirs.values())
         rel = where.relative_to(REPO_ROOT) if where and where.is_relative_to(REPO_ROOT) else where
         notes = entry.entry.metadata.notes if entry.entry.metadata else ""
         sources[model] = f"`{rel}/` ({len(entry.entry.run_dirs)} runs). {notes or ''}".strip()
         shares[model] = {t: s for t, _ in paper.FIG6A_DOMINANT_BLOCK.items()
                          if (s := entry.block_shares(t, "position-robustness"))}
-    return Measured(preset, board.label, scores, sources, shares, dict(board.tasks), board.preset_version)
+    return Measured(preset, board.label, scores, sources, shares, dict(board.tasks), board.preset_version,
+                    valid)
 
 
 def _common_parent(run_dirs) -> Path | None:
@@ -447,6 +452,7 @@ def render(measured: Measured, command: str, earlier: Sequence[Measured] = (),
         ours = " / ".join(f"{s:.1f}" for s in shares[train]) if train in shares else "not run"
         lines.append(f"| {train} | {said} | {ours} |")
     lines += [""] + _new_models(measured)
+    lines += calibration.render(measured.valid, measured.scores)
     if pending is not None:
         lines += _pending(pending, measured)
     lines += ["## Where the numbers come from", ""]

@@ -61,6 +61,13 @@ class BoardEntry:
                   if r["train_task"] == train and r["test_task"] == test and r[metric] is not None]
         return Score(tuple(values)) if values else None
 
+    def valid_score(self, train: str) -> Score | None:
+        """Validation query accuracy (in-domain, the selection metric) of the reported runs
+        trained on ``train``: one value per run, so per seed."""
+        by_run = {r["run_id"]: r["valid_query_accuracy"] for r in self._overall
+                  if r["train_task"] == train and r["valid_query_accuracy"] is not None}
+        return Score(tuple(by_run[run] for run in sorted(by_run))) if by_run else None
+
     def attention_shares(self, train: str = ATTENTION_CELL[0],
                          test: str = ATTENTION_CELL[1]) -> tuple[Score, Score] | None:
         """(true-pair share, first-positions share) of the hidden attention, in percent over the
