@@ -13,7 +13,7 @@
 # matrix[@SUITE[@train=...]] / workers[@SUITE[@train=...]]: mamba's runs per GPU-hour, packed / 8 processes)
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
 # SUITE x SEEDS at small, default pythia,mamba x main x 3, one `mqarbench run` per model so that a
-# time limit loses one model's pack, not all; board@MODELS@SUITE@SEEDS[@ID+ID|@train=TASK+TASK] overrides
+# time limit loses one model's pack, not all; board@MODELS@SUITE@SEEDS[@ID+ID|@train=TASK+TASK[,lr=LR]] overrides
 # those three for one phase, and picks runs; @ since adapter refs hold colons). LANE2="..." (and LANE3)
 # runs more phases at the same time in another process chain (the GPU is shared; a board beside the
 # tests). Logs in /tmp/session.
@@ -43,8 +43,19 @@ nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 5
 T0=$(date +%s)
 step() { echo "$(( $(date +%s) - T0 ))s start $1" >> "$LOG/progress.txt"; }
 done_() { echo "$(( $(date +%s) - T0 ))s done $1 rc=$2" >> "$LOG/progress.txt"; }
-# a board phase's last field: run ids (ID+ID, as --only) or train tasks (train=TASK+TASK, as --train)
-pick_runs() { case $1 in "") ;; train=*) local t=${1#train=}; echo "--train ${t//+/ }";; *) echo "--only ${1//+/ }";; esac; }
+# a board phase's last field, parts joined by commas: run ids (ID+ID, as --only), train tasks
+# (train=TASK+TASK, as --train), learning rates (lr=LR+LR, as --lr; e.g. an ablation at one rate)
+pick_runs() {
+  local part out=""
+  for part in ${1//,/ }; do
+    case $part in
+      train=*) part=${part#train=}; out="$out --train ${part//+/ }";;
+      lr=*) part=${part#lr=}; out="$out --lr ${part//+/ }";;
+      *) out="$out --only ${part//+/ }";;
+    esac
+  done
+  echo "$out"
+}
 board_pack() {  # MODEL SUITE SEEDS [run picks]: one `mqarbench run` (one pack) into mqar_runs/board
   local model=$1 suite=$2 seeds=$3; shift 3
   echo "$(( $(date +%s) - T0 ))s board $model $suite x$seeds" >> "$LOG/progress.txt"

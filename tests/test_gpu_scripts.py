@@ -147,6 +147,23 @@ def test_session_todo_phase_trains_what_board_todo_lists(tmp_path):
     assert "todo done_model: nothing to train" in progress and "all done" in progress
 
 
+def test_session_board_phase_picks_runs_by_ids_tasks_and_learning_rates(tmp_path):
+    """board@MODELS@SUITE@SEEDS@PICK: one `mqarbench run` per model; PICK's comma-joined parts become
+    --only, --train and --lr (an ablation of several adapters at one learning rate)."""
+    ablation = "baselines.global_mamba:GlobalMambaK64,baselines.global_mamba:GlobalMambaNoBias"
+    work, log, done = run_session(
+        tmp_path, f"board@{ablation}@all@3@train=k2v2+k1v1,lr=0.003 board@mamba@main@2@id1+id2 board@gla@all@1",
+        {"bench_runner.py": ""}, {"mqarbench": 'echo "$@" >> mqarbench_calls.txt'})
+    assert done.returncode == 0, done.stderr
+    tail = "--preset small --out mqar_runs/board --no-site"
+    assert (work / "mqarbench_calls.txt").read_text().splitlines() == [
+        f"run --model baselines.global_mamba:GlobalMambaK64 --suite all --seeds 3 --train k2v2 k1v1 --lr 0.003 {tail}",
+        f"run --model baselines.global_mamba:GlobalMambaNoBias --suite all --seeds 3 --train k2v2 k1v1 --lr 0.003 {tail}",
+        f"run --model mamba --suite main --seeds 2 --only id1 id2 {tail}",
+        f"run --model gla --suite all --seeds 1 {tail}"]
+    assert "all done" in (log / "progress.txt").read_text()
+
+
 def test_session_models_phases_call_bench_models_with_their_fields(tmp_path):
     """`models` times small (at the runner's batch of 64) and paper; models@PRESET@FAMILIES@MODELS one table."""
     work, log, done = run_session(
