@@ -16,7 +16,8 @@
 # time limit loses one model's pack, not all; board@MODELS@SUITE@SEEDS[@ID+ID|@train=TASK+TASK[,lr=LR]] overrides
 # those three for one phase, and picks runs; @ since adapter refs hold colons). LANE2="..." (and LANE3)
 # runs more phases at the same time in another process chain (the GPU is shared; a board beside the
-# tests). Logs in /tmp/session.
+# tests). DEADLINE=S (seconds after the start; the machine's held time) stops board packs from
+# starting with under MIN_PACK_S (300) left and caps their limit. Logs in /tmp/session.
 set -u
 LOG=${SESSION_LOG:-/tmp/session}; mkdir -p "$LOG"
 if [ "${1:-}" = poll ]; then
@@ -58,8 +59,19 @@ pick_runs() {
 }
 board_pack() {  # MODEL SUITE SEEDS [run picks]: one `mqarbench run` (one pack) into mqar_runs/board
   local model=$1 suite=$2 seeds=$3; shift 3
-  echo "$(( $(date +%s) - T0 ))s board $model $suite x$seeds" >> "$LOG/progress.txt"
-  timeout "${BOARD_LIMIT:-1200}" mqarbench run --model "$model" --suite "$suite" --seeds "$seeds" "$@" \
+  local now=$(( $(date +%s) - T0 )) limit=${BOARD_LIMIT:-1200}
+  # DEADLINE (s after the session's start): when the machine's held time runs out. A pack cut short
+  # keeps nothing (its checkpoints stay on the machine) and slows the lanes beside it, so a pack is
+  # not started with under MIN_PACK_S left, and is never given more than what is left.
+  if [ -n "${DEADLINE:-}" ]; then
+    local left=$(( DEADLINE - now ))
+    if [ "$left" -lt "${MIN_PACK_S:-300}" ]; then
+      echo "${now}s board $model $suite skipped: ${left}s before DEADLINE" >> "$LOG/progress.txt"; rc=0; return
+    fi
+    [ "$left" -lt "$limit" ] && limit=$left
+  fi
+  echo "${now}s board $model $suite x$seeds" >> "$LOG/progress.txt"
+  timeout "$limit" mqarbench run --model "$model" --suite "$suite" --seeds "$seeds" "$@" \
     --preset small --out mqar_runs/board --no-site > "$LOG/board-${model##*:}-$suite-$BASHPID.log" 2>&1; rc=$?
   echo "$(( $(date +%s) - T0 ))s board $model $suite rc=$rc" >> "$LOG/progress.txt"
   python3 benchmarks/bench_runner.py mqar_runs/board > "$LOG/board_summary.md" 2>&1  # a poll brings the runs

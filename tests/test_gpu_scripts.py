@@ -164,6 +164,27 @@ def test_session_board_phase_picks_runs_by_ids_tasks_and_learning_rates(tmp_path
     assert "all done" in (log / "progress.txt").read_text()
 
 
+def test_session_deadline_skips_late_packs_and_caps_the_others(tmp_path, monkeypatch):
+    """DEADLINE: a board pack with under MIN_PACK_S left is not started; one that starts gets at most
+    what is left as its time limit (BOARD_LIMIT otherwise)."""
+    monkeypatch.setenv("DEADLINE", "400")
+    monkeypatch.setenv("MIN_PACK_S", "396")
+    monkeypatch.setenv("BOARD_LIMIT", "1200")
+    work, log, done = run_session(
+        tmp_path, "board@mamba@all@3@train=k1v1 board@gla@all@3",
+        {"bench_runner.py": ""},
+        {"timeout": 'echo "$1" >> timeouts.txt; shift; "$@"',
+         # the first pack takes the session past DEADLINE - MIN_PACK_S
+         "mqarbench": 'echo "$@" >> mqarbench_calls.txt; sleep 6'})
+    assert done.returncode == 0, done.stderr
+    limits = [int(x) for x in (work / "timeouts.txt").read_text().split()]
+    assert len(limits) == 1 and 396 <= limits[0] <= 400  # capped by the deadline, not BOARD_LIMIT
+    assert len((work / "mqarbench_calls.txt").read_text().splitlines()) == 1
+    progress = (log / "progress.txt").read_text()
+    assert "board gla all skipped" in progress and "DEADLINE" in progress
+    assert "board mamba all x3" in progress
+
+
 def test_session_models_phases_call_bench_models_with_their_fields(tmp_path):
     """`models` times small (at the runner's batch of 64) and paper; models@PRESET@FAMILIES@MODELS one table."""
     work, log, done = run_session(
