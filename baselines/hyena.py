@@ -157,3 +157,36 @@ class Hyena(ModelAdapter[HyenaConfig]):
 
     # recurrent_state stays 0: the long filters span the whole input, so exact recurrent decoding
     # keeps every past input (the state grows with L).
+
+
+# Why Hyena fits the training set at `small` instead of learning recall: the references' choices
+# that differ from ours, each its own adapter name (so its runs never mix with the board's), usable
+# as --model baselines.hyena:<Class>.
+class HyenaW14(Hyena):
+    """The filter MLP's sine frequency of safari's Hyena-153M config (w = 14; ours: 1)."""
+
+    name = "hyena_w14"
+
+    def fields(self, preset: str) -> dict[str, Any]:
+        return {**super().fields(preset), "sin_freq": 14.0}
+
+
+class HyenaReferenceInit(Hyena):
+    """The references' GPT-style init instead of PyTorch's defaults: every linear weight, the filter
+    MLP's included, drawn N(0, 0.02) with zero biases, so the implicit filters start near zero; the
+    residual outputs (operator out_proj, MLP down) scaled by 1/sqrt(2 n_layers)."""
+
+    name = "hyena_reference_init"
+
+    def create_model(self, cfg: HyenaConfig) -> nn.Module:
+        model = HyenaLM(cfg)
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, nn.Linear) and module is not model.unembed:  # tied to embed
+                    nn.init.normal_(module.weight, std=0.02)
+                    if module.bias is not None:
+                        module.bias.zero_()
+            for block in model.blocks:
+                for residual_out in (block.mixer.out_proj, block.mlp[-1]):
+                    residual_out.weight.div_(math.sqrt(2 * cfg.n_layers))
+        return model
