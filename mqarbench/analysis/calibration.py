@@ -39,8 +39,8 @@ def judge_floor(name: str, valid: dict[str, Score], tasks: tuple[str, ...] | lis
                 floor: float) -> Target:
     """Every seed of every task in ``tasks`` at or above ``floor``."""
     missing = [t for t in tasks if t not in valid]
-    figure = "worst seed: " + ", ".join(f"{t} {_worst(valid[t]):.2f} (n={valid[t].n})"
-                                        for t in tasks if t in valid)
+    held = [f"{t} {_worst(valid[t]):.2f} (n={valid[t].n})" for t in tasks if t in valid]
+    figure = "worst seed: " + ", ".join(held) if held else "-"
     if missing:
         return Target(name, figure, f"not measured: {', '.join(missing)}")
     short = [(t, floor - _worst(valid[t])) for t in tasks if _worst(valid[t]) < floor]
