@@ -104,7 +104,6 @@ class MambaMixer(nn.Module):
                  delta_softplus=True)  # (B, E, L)
         return self.out_proj(y.transpose(1, 2))
 
-
     def stacked_forward(self, params: stacked.Params, prefix: str, hidden: torch.Tensor) -> torch.Tensor:
         """The unfused path for K members at once (``mqarbench/models/stacked.py``): hidden
         (K, B, L, d_model) -> (K, B, L, d_model); ``params[prefix + name]`` (K, ...) are the weights."""
