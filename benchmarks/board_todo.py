@@ -98,9 +98,11 @@ def classify(model: str, specs: list[RunSpec], index: dict[str, list[Path]]) -> 
 
 
 def board_todo(models: list[str], suite: str, seeds: int, preset: str, root: Path,
-               data_dir: Path, train: list[str] | None = None) -> list[Todo]:
+               data_dir: Path, train: list[str] | None = None,
+               index: dict[str, list[Path]] | None = None) -> list[Todo]:
     """Plan each model's matrix as `mqarbench run` does (only the runs trained on ``train``, if
-    given, as its --train does) and classify every run against ``root``."""
+    given, as its --train does) and classify every run against ``root`` (or ``index``, run id ->
+    directories, when given: runs not yet on the board)."""
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     train_tasks = load_suite(suite).train_tasks()  # an unknown suite fails before any data is built
@@ -109,7 +111,7 @@ def board_todo(models: list[str], suite: str, seeds: int, preset: str, root: Pat
         raise UserError(f"--train {' '.join(unknown)}: not a training task of suite {suite} "
                         f"({', '.join(train_tasks)})")
     hps = sweep(preset)
-    index = index_runs(root)
+    index = index_runs(root) if index is None else index
     datasets: dict[str, Dataset] = suite_datasets(suite, preset, data_dir)
     todos = []
     for m in models:
