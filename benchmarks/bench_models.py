@@ -33,16 +33,18 @@ VOCAB = 8192
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12}  # dense bf16 tensor-core peak
 
 
-TOEPLITZ = "(toeplitz long conv)"  # the label of the row timed with MQARBENCH_LONG_CONV=toeplitz
+# the labels of the global_mamba rows timed with MQARBENCH_LONG_CONV set, and its value
+LONG_CONV_ROWS = {"(toeplitz long conv)": "toeplitz", "(triton long conv)": "triton"}
 
 
 @contextmanager
 def long_conv_for(label: str) -> Iterator[None]:
-    """MQARBENCH_LONG_CONV=toeplitz while the toeplitz row is built, timed and reported."""
-    if TOEPLITZ not in label:
+    """MQARBENCH_LONG_CONV set as the row's label says while the row is built, timed and reported."""
+    value = next((v for tag, v in LONG_CONV_ROWS.items() if tag in label), None)
+    if value is None:
         yield
         return
-    os.environ["MQARBENCH_LONG_CONV"] = "toeplitz"
+    os.environ["MQARBENCH_LONG_CONV"] = value
     try:
         yield
     finally:
@@ -62,7 +64,8 @@ def mamba_family(preset: str, length: int) -> Iterator[tuple[str, torch.nn.Modul
         if hasattr(module, "use_inner_fn"):
             module.use_inner_fn = False
     yield f"{label} (unfused path)", unfused
-    yield f"{label} {TOEPLITZ}", ours("global_mamba", preset, length)[1]  # timed with the env var set
+    for tag in LONG_CONV_ROWS:  # timed with the env var set
+        yield f"{label} {tag}", ours("global_mamba", preset, length)[1]
     try:
         from mamba_ssm.models.config_mamba import MambaConfig
         from mamba_ssm.models.mixer_seq_simple import MambaLMHeadModel
@@ -265,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
             del model
             torch.cuda.empty_cache()
     if "mamba" in measured:  # the issue's figure: global_mamba's step at most 1.3x mamba's
-        for label in ("global_mamba", "global_mamba (unfused path)", f"global_mamba {TOEPLITZ}"):
+        for label in ("global_mamba", "global_mamba (unfused path)", *(f"global_mamba {t}" for t in LONG_CONV_ROWS)):
             if label in measured:
                 print(f"\n{label} / mamba step time: {measured[label] / measured['mamba']:.2f}x")
 

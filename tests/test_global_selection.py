@@ -276,10 +276,13 @@ def _out_and_grads(mixer, hidden, autocast):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("autocast,tol", [(False, 2e-3), (True, 6e-2)])
-def test_fused_global_selection_matches_reference_on_gpu(bias, autocast, tol):
+@pytest.mark.parametrize("long_conv", ["fft", "triton"])
+def test_fused_global_selection_matches_reference_on_gpu(bias, autocast, tol, long_conv, monkeypatch):
+    monkeypatch.setenv("MQARBENCH_LONG_CONV", long_conv)
     torch.manual_seed(6)
     mixer = GlobalSelectionMixer(128, 16, 4, 2, 8, long_kernel=64, bias=bias).cuda()
     assert kernel_choices(mixer)["global_selection_inner"].fast, kernel_choices(mixer)
+    assert kernel_choices(mixer)["long_conv"].path.startswith(long_conv if long_conv == "triton" else "torch.fft")
     hidden = torch.randn(2, 300, 128, device="cuda")
     fast, fast_grads = _out_and_grads(mixer, hidden, autocast)
     with force_reference():

@@ -124,6 +124,22 @@ def test_toeplitz_is_global_selections_opt_in_and_never_hyenas(monkeypatch):
         assert global_long_conv_impl(cpu)[1].path == "reference.long_conv_direct"
 
 
+def test_triton_long_conv_is_opt_in_on_cuda_and_says_why_elsewhere(monkeypatch):
+    from mqarbench.errors import UserError
+    from mqarbench.kernels.long_conv import global_long_conv_impl, long_conv_fft
+
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("MQARBENCH_LONG_CONV", "triton")
+    conv, choice = global_long_conv_impl(cpu)  # Triton's kernels need a GPU: the FFT, and why
+    assert conv is long_conv_fft and choice.path == "torch.fft.long_conv_fft"
+    assert "triton" in choice.missing and ("CUDA" in choice.missing or "not importable" in choice.missing)
+    monkeypatch.setenv("MQARBENCH_LONG_CONV", "fast")
+    with pytest.raises(UserError, match="MQARBENCH_LONG_CONV='fast': use one of fft, toeplitz, triton"):
+        global_long_conv_impl(cpu)
+    monkeypatch.setenv("MQARBENCH_LONG_CONV", "fft")
+    assert global_long_conv_impl(cpu)[0] is long_conv_fft
+
+
 def test_fft_length_is_the_smallest_5_smooth_length_at_least_n():
     from mqarbench.kernels.long_conv import fft_length
 

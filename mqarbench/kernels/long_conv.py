@@ -5,7 +5,8 @@ x (B, D, L), kernel (D, K): out_t = sum_{j<K} kernel[:, j] * x_{t-j}.
 is the reverse (tap K-1 multiplies x_t), and a bias. For Global Selection's short-ish kernels
 (K << L) ``MQARBENCH_LONG_CONV=toeplitz`` takes a block-Toeplitz batched matmul instead of the FFT
 (``long_conv_toeplitz``; under autocast it runs in bf16 with fp32 accumulation, as the authors'
-nn.Conv1d does).
+nn.Conv1d does), and on CUDA ``MQARBENCH_LONG_CONV=triton`` the direct form as Triton kernels
+(``long_conv_triton``: bf16 loads, fp32 sums, no FFT intermediates).
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from mqarbench.errors import UserError
 from mqarbench.kernels import KernelChoice, use_reference
+from mqarbench.kernels.long_conv_triton import long_conv_triton, triton_available
+
+GLOBAL_LONG_CONVS = ("fft", "toeplitz", "triton")  # MQARBENCH_LONG_CONV's values
 
 
 def long_conv_direct(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -85,7 +90,9 @@ def long_conv_like_conv1d(x: torch.Tensor, weight: torch.Tensor,
     weight (D, 1, K) and bias (D,), in >= fp32, by the dispatched long conv."""
     conv, _ = global_long_conv_impl(x.device)
     work = torch.promote_types(x.dtype, torch.float32)
-    out = conv(x.to(work), weight[:, 0].flip(-1).to(work))  # (B, D, L)
+    # the Triton kernels read bf16 and sum in fp32 themselves: an fp32 copy of x would only add traffic
+    x_in = x if conv is long_conv_triton else x.to(work)
+    out = conv(x_in, weight[:, 0].flip(-1).to(work))  # (B, D, L) in work
     return out if bias is None else out + bias.to(work)[:, None]
 
 
@@ -97,8 +104,20 @@ def long_conv_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
 
 
 def global_long_conv_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
-    """Global Selection's long conv: the FFT, or with MQARBENCH_LONG_CONV=toeplitz the
-    block-Toeplitz matmul (the reference when forced)."""
-    if not use_reference() and os.environ.get("MQARBENCH_LONG_CONV") == "toeplitz":
+    """Global Selection's long conv: the FFT, or as MQARBENCH_LONG_CONV says the block-Toeplitz
+    matmul (toeplitz) or the Triton direct form on CUDA (triton; else the FFT, saying why); the
+    reference when forced."""
+    chosen = os.environ.get("MQARBENCH_LONG_CONV") or "fft"
+    if chosen not in GLOBAL_LONG_CONVS:
+        raise UserError(f"MQARBENCH_LONG_CONV={chosen!r}: use one of {', '.join(GLOBAL_LONG_CONVS)} "
+                        "(or leave it unset for the FFT)")
+    if use_reference() or chosen == "fft":
+        return long_conv_impl(device)
+    if chosen == "toeplitz":
         return long_conv_toeplitz, KernelChoice("torch.bmm.long_conv_toeplitz", True)
-    return long_conv_impl(device)
+    ready, why = triton_available()
+    if device.type == "cuda" and ready:
+        return long_conv_triton, KernelChoice("triton.long_conv_triton", True)
+    fft, choice = long_conv_impl(device)
+    why = why or f"MQARBENCH_LONG_CONV=triton needs a CUDA device, not {device.type}"
+    return fft, KernelChoice(choice.path, choice.fast, why)
