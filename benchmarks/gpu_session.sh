@@ -9,6 +9,7 @@
 # Phases run in order; PHASES="tests pack stack profile models epoch matrix workers calibrate board" picks some
 # (stack: bench_pack.py's graphed packs against stacks of mamba, with a profile of the largest stack)
 # (models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one bench_models table; wait@PHASE: wait for another lane's PHASE;
+# gpu@FILE+FILE: the GPU tests of those files;
 # todo@MODEL[@SUITE@SEEDS[@train=TASK+TASK]]: the runs benchmarks/board_todo.py says the board lacks;
 # matrix[@SUITE[@train=...]] / workers[@SUITE[@train=...]]: mamba's runs per GPU-hour, packed / 8 processes)
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
@@ -97,6 +98,10 @@ for phase in "$@"; do
     models) bench_table 300 small mamba+mamba2+fla; bench_table 400 paper mamba+mamba2+fla;;
     models@*)  # models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one table
             IFS=@ read -r _ preset families only <<< "$phase"; bench_table 600 "$preset" "$families" "$only";;
+    gpu@*)  # gpu@FILE+FILE: those test files' GPU tests (a kernel just written, without the whole suite)
+            files=${phase#gpu@}
+            timeout "${TEST_LIMIT:-420}" python3 -m pytest -m gpu -q -rs ${files//+/ } >> "$LOG/gpu_pytest.log" 2>&1
+            rc=$?; cp "$LOG/gpu_pytest.log" "$LOG/current.log";;
     wait@*)  # wait@PHASE: this lane waits until another lane has finished PHASE (an idle GPU for its timings)
             until grep -qF "done ${phase#wait@} rc=" "$LOG/progress.txt"; do sleep 5; done; rc=0;;
     epoch) rc=0; for task in k4v8-shuffle k2v2; do  # the paper's headline rows: measured epoch times

@@ -199,6 +199,16 @@ def test_session_models_phases_call_bench_models_with_their_fields(tmp_path):
     assert "done models rc=0" in progress and "done models@paper@fla@gla+deltanet rc=0" in progress
 
 
+def test_session_gpu_phase_runs_the_gpu_tests_of_its_files(tmp_path):
+    """gpu@FILE+FILE: `pytest -m gpu` on exactly those files, its rc the phase's."""
+    work, log, done = run_session(
+        tmp_path, "gpu@tests/a.py+tests/b.py", {},
+        {"python3": 'echo "$@" >> python_calls.txt; [ "$7" = tests/a.py ] && exit 3'})
+    assert done.returncode == 0, done.stderr
+    assert (work / "python_calls.txt").read_text().splitlines() == ["-m pytest -m gpu -q -rs tests/a.py tests/b.py"]
+    assert "done gpu@tests/a.py+tests/b.py rc=3" in (log / "progress.txt").read_text()
+
+
 def test_session_matrix_phases_run_the_same_mamba_matrix_both_ways(tmp_path):
     """matrix / workers: the issue's matrix (main, packed with 3 seeds; 8 worker processes with
     seed 0); matrix@all@train=...: the same training runs with every suite's tests, under
