@@ -6,7 +6,8 @@ is the reverse (tap K-1 multiplies x_t), and a bias. For Global Selection's shor
 (K << L) ``MQARBENCH_LONG_CONV=toeplitz`` takes a block-Toeplitz batched matmul instead of the FFT
 (``long_conv_toeplitz``; under autocast it runs in bf16 with fp32 accumulation, as the authors'
 nn.Conv1d does), and on CUDA ``MQARBENCH_LONG_CONV=triton`` the direct form as Triton kernels
-(``long_conv_triton``: bf16 loads, fp32 sums, no FFT intermediates).
+(``long_conv_triton``: bf16 loads, fp32 sums, no FFT intermediates). Both stay opt-in: on an H200
+each was slower than the FFT at ``paper`` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
