@@ -129,16 +129,21 @@ def table(todos: list[Todo], suite: str, seeds: int) -> list[str]:
     return lines
 
 
+def add_board_args(p: argparse.ArgumentParser) -> None:
+    """The flags that say which board, and which matrix of it, a script reads."""
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--preset", default="small")
+    p.add_argument("--root", type=Path, default=leaderboard_dir())
+    p.add_argument("--data-dir", type=Path, default=None, help="dataset cache (default: mqar_data/)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="all", help="comma list of model refs, `all` (the built-ins) or `new`")
     p.add_argument("--ids-only", metavar="MODEL", help="print only MODEL's ids to train, space-separated")
     p.add_argument("--suite", default="all")
-    p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--train", nargs="+", metavar="TASK", help="only the runs trained on these tasks")
-    p.add_argument("--preset", default="small")
-    p.add_argument("--root", type=Path, default=leaderboard_dir())
-    p.add_argument("--data-dir", type=Path, default=None, help="dataset cache (default: mqar_data/)")
+    add_board_args(p)
     args = p.parse_args(argv)
     try:
         data_dir = usable_dir(args.data_dir or default_data_dir(), "--data-dir")

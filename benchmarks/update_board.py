@@ -23,13 +23,13 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from board_todo import board_todo  # noqa: E402
+from board_todo import add_board_args, board_todo  # noqa: E402
 
 from mqarbench.errors import UserError  # noqa: E402
 from mqarbench.leaderboard.catalog import TaskCatalog  # noqa: E402
 from mqarbench.leaderboard.metadata import METADATA_FILE, load_metadata  # noqa: E402
 from mqarbench.leaderboard.submit import submit  # noqa: E402
-from mqarbench.paths import default_data_dir, leaderboard_dir, usable_dir  # noqa: E402
+from mqarbench.paths import default_data_dir, usable_dir  # noqa: E402
 
 SUITES = ("main", "all")
 
@@ -119,10 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, action="append", required=True,
                    help="a `mqarbench run --out` directory holding new runs; repeatable")
     p.add_argument("--notes", help="the submission's new notes (default: keep the earlier ones)")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--preset", default="small")
-    p.add_argument("--root", type=Path, default=leaderboard_dir())
-    p.add_argument("--data-dir", type=Path, default=None, help="dataset cache (default: mqar_data/)")
+    add_board_args(p)
     args = p.parse_args(argv)
     try:
         data_dir = usable_dir(args.data_dir or default_data_dir(), "--data-dir")
