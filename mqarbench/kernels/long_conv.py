@@ -108,7 +108,7 @@ def long_conv_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
 
 def global_long_conv_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
     """Global Selection's long conv: the FFT, or as MQARBENCH_LONG_CONV says the block-Toeplitz
-    matmul (toeplitz) or the Triton direct form on CUDA (triton; else the FFT, saying why); the
+    matmul (toeplitz) or the Triton kernels on CUDA (triton; else the FFT, saying why); the
     reference when forced."""
     chosen = os.environ.get("MQARBENCH_LONG_CONV") or "fft"
     if chosen not in GLOBAL_LONG_CONVS:
