@@ -9,7 +9,7 @@
 # Phases run in order; PHASES="tests pack stack profile models epoch matrix workers calibrate board" picks some
 # (stack: bench_pack.py's graphed packs against stacks of mamba, with a profile of the largest stack)
 # (models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one bench_models table; wait@PHASE: wait for another lane's PHASE;
-# gpu@FILE+FILE: the GPU tests of those files;
+# gpu@FILE+FILE: the GPU tests of those files; profile@PRESET@MODEL,MODEL: profile_step.py at PRESET;
 # todo@MODEL[@SUITE@SEEDS[@train=TASK+TASK]]: the runs benchmarks/board_todo.py says the board lacks;
 # matrix[@SUITE[@train=...]] / workers[@SUITE[@train=...]]: mamba's runs per GPU-hour, packed / 8 processes)
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
@@ -95,6 +95,10 @@ for phase in "$@"; do
              > "$LOG/bench_stack.md" 2>&1; rc=$?; cp "$LOG/bench_stack.md" "$LOG/current.log";;
     profile) timeout 300 python3 benchmarks/profile_step.py --models mamba,mamba2,gla,rwkv7,deltanet --top 12 \
                > "$LOG/profile.md" 2>&1; rc=$?; cp "$LOG/profile.md" "$LOG/current.log";;
+    profile@*)  # profile@PRESET@MODEL,MODEL: where those models' steps spend their GPU time
+            IFS=@ read -r _ preset models <<< "$phase"
+            timeout 300 python3 benchmarks/profile_step.py --models "$models" --preset "$preset" --top 15 \
+              >> "$LOG/profile.md" 2>&1; rc=$?; cp "$LOG/profile.md" "$LOG/current.log";;
     models) bench_table 300 small mamba+mamba2+fla; bench_table 400 paper mamba+mamba2+fla;;
     models@*)  # models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one table
             IFS=@ read -r _ preset families only <<< "$phase"; bench_table 600 "$preset" "$families" "$only";;
