@@ -1,12 +1,21 @@
 """Depthwise causal long convolution (Global Selection) in Triton: forward and both gradients.
 
 x (B, D, L), kernel (D, K): out[b, d, t] = sum_{j<K, j<=t} kernel[d, j] * x[b, d, t-j], the contract
-of ``long_conv_direct``. For Global Selection's K (64-256) and L (<= 1024) the O(L K) direct form,
-tiled over (channel block, time block) with the taps in a loop, avoids the fp32 FFT's padded
-transforms and its (B, D, n_fft) complex intermediates. Loads may be bf16 or fp32; every product
-is accumulated in fp32 and the output is fp32 (promote_types(x.dtype, float32); fp64 inputs are
-computed in fp32). The kernel gradient is a deterministic two-stage reduction (per-split partial
-sums, then one torch sum), no atomics.
+of ``long_conv_direct``. Per channel the convolution is a Toeplitz matrix, so the kernels run it
+as matmuls on tensor cores: one program owns one channel and a block of BB batch rows (the
+matmul's M), builds that channel's Toeplitz blocks once from its kernel row, and reuses them for
+every time block of BT outputs, each a (BB, KP + BT) window of the input (the block and the KP
+>= K - 1 positions before it) times a (KP + BT, BT) Toeplitz block. The input gradient is the
+same with the window after the block (anti-causal); the kernel gradient accumulates per channel
+the (BT, KP + BT) matrix dout_block^T @ window over batch and time, whose diagonal sums (taken in
+torch) are the taps' gradients. The zeros of the Toeplitz blocks waste about BT / (KP + BT) of
+the MACs, which tensor cores afford where the direct form's taps on CUDA cores did not.
+
+Dtypes: with bf16 x the matmul operands (x, the kernel row, dout) are rounded to bf16, as
+nn.Conv1d does under autocast; otherwise they are fp32 with input_precision="ieee" (fp64 inputs
+are computed in fp32). Products are always accumulated in fp32 and the output is fp32
+(promote_types(x.dtype, float32)); dx has x's dtype and dkernel the kernel's. No atomics: the
+kernel gradient's batch split is summed by torch in a fixed order.
 """
 
 from __future__ import annotations
@@ -24,69 +33,99 @@ except Exception as err:  # noqa: BLE001 - any import failure means "no Triton p
 else:
     _MISSING = ""
 
-BLOCK_D = 16  # channels per program: the tap weights are a (BLOCK_D,) vector load per tap
-GRAD_BLOCK_J = 16  # taps per dkernel program
-GRAD_BLOCK_T = 32  # times per dkernel step: its (BLOCK_D, T, J) gather is 8192 fp32 values
-TARGET_PROGRAMS = 1024  # dkernel splits the batch until about this many programs run (~8 per SM)
+MAX_BLOCK_B = 32  # batch rows per program (matmul M): >= 16 for tl.dot, 32 covers B = 32 at once
+MAX_BLOCK_T = 64  # times per block: the Toeplitz zeros cost BT / (KP + BT) of the MACs
+TARGET_PROGRAMS = 1024  # dkernel splits the batch blocks until about this many programs run
 
 
 if triton is not None:
 
     @triton.jit
-    def _conv_kernel(src_ptr, w_ptr, out_ptr, D, L, K, N_TAPS, REVERSE: tl.constexpr,
-                     BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr):
-        """out[b, d, t] = sum_{j < N_TAPS} w[d, j] * src[b, d, t - j] (causal; forward) or
-        src[b, d, t + j] (anti-causal; REVERSE, the input gradient). One program: one batch row,
-        BLOCK_D channels x BLOCK_T times; the window it reads stays in L1/L2 across the taps."""
-        pid_t, pid_d, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-        offs_t = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)  # (BT,)
-        offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)  # (BD,)
-        mask_d = offs_d < D
-        rows = (b * D + offs_d).to(tl.int64) * L  # (BD,) row offsets; int64: B D L may pass 2^31
-        acc = tl.zeros((BLOCK_D, BLOCK_T), dtype=tl.float32)
-        # N_TAPS = min(K, L); of those, skip the taps that reach only before time 0 (causal) or
-        # past L - 1 (anti-causal) from every time of this tile.
-        if REVERSE:
-            n_taps = tl.minimum(N_TAPS, L - pid_t * BLOCK_T)
+    def _taps(w_row, n_taps, j, BF16: tl.constexpr):
+        """A Toeplitz block from a grid of tap indices j: w_row[j] where 0 <= j < n_taps, else 0."""
+        w = tl.load(w_row + j, mask=(j >= 0) & (j < n_taps), other=0.0)
+        if BF16:
+            return w.to(tl.bfloat16)
         else:
-            n_taps = tl.minimum(N_TAPS, (pid_t + 1) * BLOCK_T)
-        for j in range(0, n_taps):
-            w = tl.load(w_ptr + offs_d * K + j, mask=mask_d, other=0.0).to(tl.float32)  # (BD,)
-            if REVERSE:
-                pos = offs_t + j
-            else:
-                pos = offs_t - j
-            ok = mask_d[:, None] & ((pos >= 0) & (pos < L))[None, :]  # zero padding both ends
-            v = tl.load(src_ptr + rows[:, None] + pos[None, :], mask=ok, other=0.0)  # (BD, BT)
-            acc += w[:, None] * v.to(tl.float32)
-        keep = mask_d[:, None] & (offs_t < L)[None, :]
-        tl.store(out_ptr + rows[:, None] + offs_t[None, :], acc, mask=keep)
+            return w.to(tl.float32)
 
     @triton.jit
-    def _dkernel_kernel(dout_ptr, x_ptr, part_ptr, B, D, L, K, N_SPLIT,
-                        BLOCK_D: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_T: tl.constexpr):
-        """part[s, d, j] = sum_{b = s mod N_SPLIT, t >= j} dout[b, d, t] * x[b, d, t - j]: one
-        program per (tap block, channel block, batch split), looping over its batch rows and
-        time blocks with a (BD, BJ) fp32 accumulator."""
-        pid_j, pid_d, split = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-        offs_j = pid_j * BLOCK_J + tl.arange(0, BLOCK_J)  # (BJ,)
-        offs_d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)  # (BD,)
-        mask_d = offs_d < D
-        acc = tl.zeros((BLOCK_D, BLOCK_J), dtype=tl.float32)
-        for b in range(split, B, N_SPLIT):
-            rows = (b * D + offs_d).to(tl.int64) * L  # (BD,)
-            # t >= j >= pid_j * BLOCK_J: earlier times meet no tap of this block
-            for t0 in range(pid_j * BLOCK_J, L, BLOCK_T):
-                offs_t = t0 + tl.arange(0, BLOCK_T)  # (BT,)
-                g_ok = mask_d[:, None] & (offs_t < L)[None, :]
-                g = tl.load(dout_ptr + rows[:, None] + offs_t[None, :], mask=g_ok, other=0.0)
-                pos = offs_t[:, None] - offs_j[None, :]  # (BT, BJ) source times t - j
-                ok = (pos >= 0) & (offs_t[:, None] < L) & (offs_j[None, :] < K)
-                xv = tl.load(x_ptr + rows[:, None, None] + pos[None, :, :],
-                             mask=mask_d[:, None, None] & ok[None, :, :], other=0.0)  # (BD, BT, BJ)
-                acc += tl.sum(g.to(tl.float32)[:, :, None] * xv.to(tl.float32), axis=1)
-        keep = mask_d[:, None] & (offs_j < K)[None, :]
-        tl.store(part_ptr + split * D * K + offs_d[:, None] * K + offs_j[None, :], acc, mask=keep)
+    def _mm(a, b, acc, BF16: tl.constexpr):
+        """acc + a @ b on tensor cores in bf16, or in true fp32 (no TF32) for fp32 inputs."""
+        if BF16:
+            return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16), acc)
+        else:
+            return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
+
+    @triton.jit
+    def _conv_kernel(src_ptr, w_ptr, out_ptr, B, D, L, K, N_TAPS, REVERSE: tl.constexpr,
+                     BF16: tl.constexpr, BB: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr):
+        """out[b, d, t] = sum_{j < N_TAPS} w[d, j] * src[b, d, t - j] (causal; forward) or
+        src[b, d, t + j] (anti-causal; REVERSE, the input gradient). One program: channel d,
+        BB batch rows, every time block. The window of a block starting at t0 is its own BT
+        positions plus a halo of KP: before it (t0 - KP..) causal, after it (t0 + BT..) reversed;
+        two dots (own, halo) keep both widths powers of two."""
+        d, pid_b = tl.program_id(0), tl.program_id(1)
+        offs_b = pid_b * BB + tl.arange(0, BB)  # (BB,)
+        mask_b = offs_b < B
+        rows = (offs_b.to(tl.int64) * D + d) * L  # (BB,) int64: B D L may pass 2^31
+        r_own = tl.arange(0, BT)  # window index within the own block
+        r_halo = tl.arange(0, KP)  # window index within the halo
+        t = tl.arange(0, BT)  # output index within the block
+        w_row = w_ptr + d * K
+        # The Toeplitz blocks, built once: entry (r, t) is the tap joining window r to output t.
+        if REVERSE:  # dx[s0 + t] = sum_j w[j] dout[s0 + t + j]
+            t_own = _taps(w_row, N_TAPS, r_own[:, None] - t[None, :], BF16)  # (BT, BT)
+            t_halo = _taps(w_row, N_TAPS, BT + r_halo[:, None] - t[None, :], BF16)  # (KP, BT)
+            halo_start = BT
+        else:  # out[t0 + t] = sum_j w[j] x[t0 + t - j]
+            t_own = _taps(w_row, N_TAPS, t[None, :] - r_own[:, None], BF16)  # (BT, BT)
+            t_halo = _taps(w_row, N_TAPS, t[None, :] + KP - r_halo[:, None], BF16)  # (KP, BT)
+            halo_start = -KP
+        for t0 in range(0, L, BT):
+            pos = t0 + r_own  # (BT,)
+            pos_h = t0 + halo_start + r_halo  # (KP,)
+            ok = mask_b[:, None] & (pos < L)[None, :]  # (BB, BT)
+            ok_h = mask_b[:, None] & ((pos_h >= 0) & (pos_h < L))[None, :]  # zero padding
+            own = tl.load(src_ptr + rows[:, None] + pos[None, :], mask=ok, other=0.0)  # (BB, BT)
+            # (BB, KP)
+            halo = tl.load(src_ptr + rows[:, None] + pos_h[None, :], mask=ok_h, other=0.0)
+            acc = _mm(own, t_own, tl.zeros((BB, BT), dtype=tl.float32), BF16)
+            acc = _mm(halo, t_halo, acc, BF16)  # (BB, BT) fp32
+            tl.store(out_ptr + rows[:, None] + pos[None, :], acc, mask=ok)
+
+    @triton.jit
+    def _dkernel_kernel(dout_ptr, x_ptr, c_ptr, B, D, L, N_SPLIT, BF16: tl.constexpr,
+                        BB: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr):
+        """c[split, d, t, r] = sum over this split's batch blocks and every time block t0 of
+        dout[b, d, t0 + t] * x[b, d, t0 - KP + r], r < KP + BT: the (BT, KP + BT) matrix
+        dout_block^T @ window, halo columns first. Its diagonal sums are the tap gradients."""
+        d, split = tl.program_id(0), tl.program_id(1)
+        r_own = tl.arange(0, BT)
+        r_halo = tl.arange(0, KP)
+        acc_own = tl.zeros((BT, BT), dtype=tl.float32)
+        acc_halo = tl.zeros((BT, KP), dtype=tl.float32)
+        for b0 in range(split * BB, B, N_SPLIT * BB):
+            offs_b = b0 + tl.arange(0, BB)  # (BB,)
+            mask_b = offs_b < B
+            rows = (offs_b.to(tl.int64) * D + d) * L  # (BB,)
+            for t0 in range(0, L, BT):
+                pos = t0 + r_own  # (BT,)
+                pos_h = t0 - KP + r_halo  # (KP,)
+                ok = mask_b[:, None] & (pos < L)[None, :]  # dout at t >= L is zero
+                ok_h = mask_b[:, None] & ((pos_h >= 0) & (pos_h < L))[None, :]
+                g = tl.load(dout_ptr + rows[:, None] + pos[None, :], mask=ok, other=0.0)  # (BB, BT)
+                own = tl.load(x_ptr + rows[:, None] + pos[None, :], mask=ok, other=0.0)  # (BB, BT)
+                # (BB, KP)
+                halo = tl.load(x_ptr + rows[:, None] + pos_h[None, :], mask=ok_h, other=0.0)
+                g_t = tl.trans(g)  # (BT, BB): the batch rows are the contraction
+                acc_own = _mm(g_t, own, acc_own, BF16)  # (BT, BT)
+                acc_halo = _mm(g_t, halo, acc_halo, BF16)  # (BT, KP)
+        width = KP + BT
+        base = (split * D + d).to(tl.int64) * BT * width
+        t = tl.arange(0, BT)[:, None]
+        tl.store(c_ptr + base + t * width + r_halo[None, :], acc_halo)
+        tl.store(c_ptr + base + t * width + KP + r_own[None, :], acc_own)
 
 
 def triton_available() -> tuple[bool, str]:
@@ -99,35 +138,49 @@ def _device_of(t: torch.Tensor):
     return torch.cuda.device(t.device) if t.is_cuda else nullcontext()
 
 
-def _conv(src: torch.Tensor, kernel: torch.Tensor, reverse: bool) -> torch.Tensor:
+def _blocks(batch: int, length: int, width: int) -> tuple[int, int, int, int]:
+    """(taps that can matter, BB, BT, KP). Taps >= L meet no output, so min(K, L) of them; the
+    halo KP >= taps - 1 (the reach of the last tap), all sizes powers of two >= 16 for tl.dot."""
+    n_taps = min(width, length)
+    block_b = min(MAX_BLOCK_B, max(16, triton.next_power_of_2(batch)))
+    block_t = min(MAX_BLOCK_T, max(16, triton.next_power_of_2(length)))
+    halo = max(16, triton.next_power_of_2(max(1, n_taps - 1)))
+    return n_taps, block_b, block_t, halo
+
+
+def _conv(src: torch.Tensor, kernel: torch.Tensor, reverse: bool, bf16: bool) -> torch.Tensor:
     """Causal (or with ``reverse`` anti-causal) depthwise conv of contiguous src (B, D, L) with
-    kernel (D, K), fp32 out (B, D, L)."""
+    contiguous kernel (D, K), fp32 out (B, D, L); bf16 matmul operands when ``bf16``."""
     batch, dim, length = src.shape
-    width = kernel.shape[1]
-    # Time block: a power of two near L (<= 128, 512 B rows of fp32) so short L wastes few lanes.
-    block_t = min(128, max(16, triton.next_power_of_2(length)))
+    n_taps, block_b, block_t, halo = _blocks(batch, length, kernel.shape[1])
     out = torch.empty(batch, dim, length, device=src.device, dtype=torch.float32)  # (B, D, L)
-    grid = (triton.cdiv(length, block_t), triton.cdiv(dim, BLOCK_D), batch)
+    grid = (dim, triton.cdiv(batch, block_b))
     with _device_of(src):
-        _conv_kernel[grid](src, kernel, out, dim, length, width, min(width, length),
-                           REVERSE=reverse, BLOCK_D=BLOCK_D, BLOCK_T=block_t, num_warps=4)
+        _conv_kernel[grid](src, kernel, out, batch, dim, length, kernel.shape[1], n_taps,
+                           REVERSE=reverse, BF16=bf16, BB=block_b, BT=block_t, KP=halo,
+                           num_warps=4 if bf16 else 8)  # fp32 Toeplitz blocks: twice the registers
     return out
 
 
-def _dkernel(dout: torch.Tensor, x: torch.Tensor, width: int) -> torch.Tensor:
+def _dkernel(dout: torch.Tensor, x: torch.Tensor, width: int, bf16: bool) -> torch.Tensor:
     """fp32 (D, K) kernel gradient from contiguous dout and x (B, D, L)."""
     batch, dim, length = x.shape
-    n_taps = min(width, length)  # taps >= L meet no (t, t - j) pair: their gradient is zero
-    tiles = triton.cdiv(n_taps, GRAD_BLOCK_J) * triton.cdiv(dim, BLOCK_D)
-    # Split the batch over programs only as far as the tiles leave the GPU idle; the split
-    # count depends on shapes alone, so the sum order (and result) is deterministic.
-    n_split = min(batch, max(1, triton.cdiv(TARGET_PROGRAMS, tiles)))
-    part = torch.zeros(n_split, dim, width, device=x.device, dtype=torch.float32)  # (S, D, K)
-    grid = (triton.cdiv(n_taps, GRAD_BLOCK_J), triton.cdiv(dim, BLOCK_D), n_split)
+    n_taps, block_b, block_t, halo = _blocks(batch, length, width)
+    # Split the batch blocks over programs only as far as D channels leave the GPU idle; the
+    # split depends on shapes alone, so the sum order (and result) is deterministic.
+    n_split = min(triton.cdiv(batch, block_b), max(1, triton.cdiv(TARGET_PROGRAMS, dim)))
+    # (BT, KP + BT) fp32 accumulators: 12288 values at BT = 64, KP = 128, so 8 warps (48 each)
+    span = halo + block_t
+    c = torch.empty(n_split, dim, block_t, span, device=x.device, dtype=torch.float32)
     with _device_of(x):
-        _dkernel_kernel[grid](dout, x, part, batch, dim, length, width, n_split, BLOCK_D=BLOCK_D,
-                              BLOCK_J=GRAD_BLOCK_J, BLOCK_T=GRAD_BLOCK_T, num_warps=4)
-    return part.sum(0)  # (D, K)
+        _dkernel_kernel[(dim, n_split)](dout, x, c, batch, dim, length, n_split, BF16=bf16,
+                                        BB=block_b, BT=block_t, KP=halo, num_warps=8)
+    # Window column r meets output row t at tap j = t + KP - r: tap j's gradient is the sum of
+    # diagonal r - t = KP - j. diag[s, d, o, t] = c[s, d, t, t + o] is a view (row step span + 1).
+    diag = c.as_strided((n_split, dim, halo + 1, block_t),
+                        (dim * block_t * span, block_t * span, 1, span + 1))
+    grad = diag.sum(dim=(0, 3)).flip(-1)[:, :n_taps]  # (D, n_taps): column j is offset KP - j
+    return torch.nn.functional.pad(grad, (0, width - n_taps))  # taps >= L have zero gradient
 
 
 class LongConvTritonFn(torch.autograd.Function):
@@ -140,7 +193,7 @@ class LongConvTritonFn(torch.autograd.Function):
                              f"and {tuple(kernel.shape)}")
         x, kernel = x.contiguous(), kernel.contiguous()  # the kernels index rows of length L, K
         ctx.save_for_backward(x, kernel)
-        out = _conv(x, kernel, reverse=False)  # (B, D, L) fp32
+        out = _conv(x, kernel, reverse=False, bf16=x.dtype == torch.bfloat16)  # (B, D, L) fp32
         return out.to(torch.promote_types(x.dtype, torch.float32))
 
     @staticmethod
@@ -148,11 +201,12 @@ class LongConvTritonFn(torch.autograd.Function):
     def backward(ctx, dout: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         x, kernel = ctx.saved_tensors
         dout = dout.contiguous()  # (B, D, L)
+        bf16 = x.dtype == torch.bfloat16  # the forward's precision for its gradients too
         dx = dkernel = None
         if ctx.needs_input_grad[0]:
-            dx = _conv(dout, kernel, reverse=True).to(x.dtype)  # (B, D, L)
+            dx = _conv(dout, kernel, reverse=True, bf16=bf16).to(x.dtype)  # (B, D, L)
         if ctx.needs_input_grad[1]:
-            dkernel = _dkernel(dout, x, kernel.shape[1]).to(kernel.dtype)  # (D, K)
+            dkernel = _dkernel(dout, x, kernel.shape[1], bf16).to(kernel.dtype)  # (D, K)
         return dx, dkernel
 
 
