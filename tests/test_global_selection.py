@@ -105,13 +105,15 @@ def _ref_scan_fwd(u, delta, A, B, C, D, z, delta_bias):
     return [out, torch.empty(0), out * F.silu(z)]
 
 
-def _ref_scan_bwd(u, delta, A, B, C, D, z, delta_bias, dout, checkpoints, out):
+def _ref_scan_bwd(u, delta, A, B, C, D, z, delta_bias, dout, checkpoints, out, dz=None):
+    """As selective_scan_cuda.bwd: z's gradient written into dz when given (dxz's half)."""
     leaves = [t.detach().requires_grad_() for t in (u, delta, A, B, C, D, z, delta_bias)]
     with torch.enable_grad():
         out_z = selective_scan_chunked(leaves[0], leaves[1], leaves[2], leaves[3][:, 0],
                                        leaves[4][:, 0], leaves[5], leaves[6], leaves[7], True)
     grads = torch.autograd.grad(out_z, leaves, dout)
-    return [grads[0], grads[1], grads[2], grads[3], grads[4], grads[5], grads[7], grads[6],
+    dz_out = grads[6] if dz is None else dz.copy_(grads[6])
+    return [grads[0], grads[1], grads[2], grads[3], grads[4], grads[5], grads[7], dz_out,
             out_z.detach()]
 
 

@@ -79,6 +79,67 @@ def _ratio(got, expected, tol=1e-5):
     return ((got.detach().float() - expected).abs() / bound).max().item()
 
 
+def _gate_checks(shape, bias, dtype, device="cpu", tol=1e-5):
+    """gated_delta and gated_delta_backward against dt * SiLU(long_conv_direct(x) + bias) in fp32
+    autograd: error ratios of delta, dx, dkernel, dbias and d dt (= ddelta * gate), and dtypes.
+    x is a channel slice of a (B, 2D, L) tensor and dt a (D, B, L) permuted view, the strides
+    the fused mixer passes."""
+    batch, dim, length, width = shape
+    torch.manual_seed(4)
+    x = torch.randn(batch, 2 * dim, length, device=device).to(dtype)[:, :dim]  # (B, D, L) view
+    dt = torch.randn(dim, batch, length, device=device).to(dtype).transpose(0, 1)  # (B, D, L) view
+    kernel = (torch.randn(dim, width, device=device) / width ** 0.5).to(dtype).float()
+    b = (0.5 * torch.randn(dim, device=device)).to(dtype).float() if bias else None
+    ddelta = torch.randn(batch, dim, length, device=device).to(dtype)
+    delta = lct.gated_delta(x, kernel, b, dt)
+    dx, dkernel, dbias, gate = lct.gated_delta_backward(x, kernel, b, dt, ddelta)
+    leaves = [x.float().requires_grad_(), kernel.clone().requires_grad_(), dt.float().requires_grad_()]
+    if bias:
+        leaves.append(b.clone().requires_grad_())
+    pre = long_conv_direct(leaves[0], leaves[1]) + (leaves[3][:, None] if bias else 0)
+    ref = leaves[2] * torch.nn.functional.silu(pre)
+    grads = torch.autograd.grad(ref, leaves, ddelta.float())
+    checks = {"delta": _ratio(delta, ref, tol), "dx": _ratio(dx, grads[0], tol),
+              "dkernel": _ratio(dkernel, grads[1], tol),
+              "ddt": _ratio(ddelta.float() * gate.float(), grads[2], tol),
+              "dtypes": [str(t.dtype) for t in (delta, dx, dkernel, gate)]}
+    if bias:
+        checks["dbias"] = _ratio(dbias, grads[3], tol)
+    else:
+        checks["dbias_none"] = dbias is None
+    return checks
+
+
+def _fused_mixer_checks(bias: bool) -> dict:
+    """global_selection_inner_fn with the gate kernels (and reference conv and scan kernels)
+    against the unfused mixer in fp32: error ratios of the output and every gradient."""
+    import test_global_selection as tgs  # its reference kernels and call; a sibling of this file
+    from baselines.global_mamba import GlobalSelectionMixer
+    from mqarbench.kernels import global_selection as gs
+
+    gs.KERNELS.update(conv=tgs.causal_conv1d_ref, scan_fwd=tgs._ref_scan_fwd,
+                      scan_bwd=tgs._ref_scan_bwd)
+    fused_gate, gs._fused_gate = gs._fused_gate, lambda device: True
+    try:
+        torch.manual_seed(2)
+        mixer = GlobalSelectionMixer(16, 4, 4, 2, 2, long_kernel=12, bias=bias)
+        hidden = torch.randn(3, 21, 16).requires_grad_()
+        params = [hidden] + list(mixer.parameters())
+        unfused, fused = mixer(hidden), tgs.fused_call(mixer, hidden)
+        weights = torch.randn_like(unfused)
+        got = torch.autograd.grad((fused * weights).sum(), params)
+        want = torch.autograd.grad((unfused * weights).sum(), params)
+    finally:
+        gs._fused_gate = fused_gate
+    names = ["hidden"] + [n for n, _ in mixer.named_parameters()]
+    return {"out": _ratio(fused, unfused, 1e-4),
+            **{name: _ratio(a, b, 1e-4) for name, a, b in zip(names, got, want)}}
+
+
+GATE_CASES = {"gate-fp32-bias": ((3, 20, 70, 20), True), "gate-fp32": ((2, 17, 33, 1), False),
+              "gate-fp32-long": ((33, 3, 150, 37), True)}
+
+
 def _interpreter_checks() -> dict:
     """Every interpreter check: error ratios (pass at <= 1) and output dtypes, by name."""
     results = {}
@@ -98,6 +159,12 @@ def _interpreter_checks() -> dict:
     torch.manual_seed(2)  # x bf16 as under autocast; operands bf16-exact, then rounded
     results["bf16"] = _bf16_checks((2, 20, 90, 24), "cpu", exact=True, tol=1e-5)
     results["bf16-rounded"] = _bf16_checks((2, 20, 90, 24), "cpu", exact=False, tol=1e-2)
+    for name, (shape, bias) in GATE_CASES.items():
+        results[name] = _gate_checks(shape, bias, torch.float32)
+    # bf16 operands and a gate rounded to bf16: about 1e-2 (the interpreter truncates, see below)
+    results["gate-bf16"] = _gate_checks((2, 20, 90, 24), True, torch.bfloat16, tol=3e-2)
+    for bias in (True, False):
+        results[f"mixer-bias-{bias}"] = _fused_mixer_checks(bias)
     return results
 
 
@@ -183,6 +250,41 @@ def test_bf16_input_gives_fp32_output(interpreted, check):
         assert result[name] <= 1, f"{name} error {result[name]:.2f}x the tolerance"
     if check == "bf16-rounded":  # the operands really are bf16 (tensor cores), not fp32
         assert result["out"] > 0.01, "no bf16 rounding: the bf16 path computed in fp32"
+
+
+@pytest.mark.parametrize("case", [*GATE_CASES, "gate-bf16"])
+def test_gated_delta_and_its_gradients_match_autograd(interpreted, case):
+    """The gate epilogue: delta = dt * SiLU(conv + bias) and every gradient, strided inputs."""
+    result = interpreted[case]
+    dtype = "torch.bfloat16" if case == "gate-bf16" else "torch.float32"
+    assert result["dtypes"] == [dtype, "torch.float32", "torch.float32", dtype]
+    assert result.get("dbias_none", True)
+    for name in ("delta", "dx", "dkernel", "ddt", "dbias"):
+        if name in result:
+            assert result[name] <= 1, f"{name} error {result[name]:.2f}x the tolerance"
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_mixer_with_gate_kernels_equals_the_unfused_mixer(interpreted, bias):
+    """The glue of global_selection_inner_fn around gated_delta: output and every gradient."""
+    result = interpreted[f"mixer-bias-{bias}"]
+    assert len(result) == 1 + 1 + 10 + bias, sorted(result)  # out, hidden, every parameter
+    for name, ratio in result.items():
+        assert ratio <= 1, f"{name} error {ratio:.2f}x the tolerance"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 2e-2)])
+def test_gated_delta_matches_autograd_on_gpu(bias, dtype, tol):
+    torch.backends.cudnn.allow_tf32, tf32 = False, torch.backends.cudnn.allow_tf32
+    try:
+        result = _gate_checks((8, 96, 512, 128), bias, dtype, device="cuda", tol=tol)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+    for name in ("delta", "dx", "dkernel", "ddt", "dbias"):
+        if name in result:
+            assert result[name] <= 1, f"{name} error {result[name]:.2f}x the tolerance"
 
 
 @pytest.mark.gpu

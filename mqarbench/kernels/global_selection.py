@@ -7,8 +7,12 @@
 The gate enters between x_proj and the scan, where mamba_inner_fn has no place for it. This
 function calls causal_conv1d and mamba_ssm's selective-scan kernels itself, so nothing but the
 inputs, x_dbl and the scan's own checkpoints is kept for backward: the short conv, delta and the
-long conv's FFT are recomputed there (the unfused path keeps an fp32 FFT of every layer).
-The unfused path of ``GlobalSelectionMixer`` stays the reference.
+long conv are recomputed there (the unfused path keeps an fp32 FFT of every layer). With the
+Triton long conv (MQARBENCH_LONG_CONV=triton) delta comes from one kernel, the conv with the
+gate's bias, SiLU and product with dt as its epilogue (``gated_delta``), and its backward from
+one recomputing pass and the conv's two gradient kernels (``gated_delta_backward``), instead of
+a dozen elementwise passes over fp32 (B, E, L) tensors. The scan's backward writes dz straight
+into dxz. The unfused path of ``GlobalSelectionMixer`` stays the reference.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import torch.nn.functional as F
 
 from mqarbench.kernels import KernelChoice, use_reference
 from mqarbench.kernels.causal_conv import causal_conv1d_fn
-from mqarbench.kernels.long_conv import long_conv_like_conv1d
+from mqarbench.kernels.long_conv import global_long_conv_impl, long_conv_like_conv1d
+from mqarbench.kernels.long_conv_triton import (gated_delta, gated_delta_backward,
+                                                long_conv_triton)
 
 try:  # mamba_ssm's compiled scan; missing on CPU machines
     import selective_scan_cuda
@@ -40,10 +46,10 @@ def _scan_fwd(u, delta, A, B, C, D, z, delta_bias):
         return selective_scan_cuda.fwd(u, delta, A, B, C, D, z, delta_bias, True, None)
 
 
-def _scan_bwd(u, delta, A, B, C, D, z, delta_bias, dout, checkpoints, out):
+def _scan_bwd(u, delta, A, B, C, D, z, delta_bias, dout, checkpoints, out, dz=None):
     """selective_scan_cuda.bwd recomputing out_z: [du, ddelta, dA, dB, dC, dD, ddelta_bias,
-    dz, out_z]."""
-    args = (u, delta, A, B, C, D, z, delta_bias, dout, checkpoints, out, None, True, True)
+    dz, out_z]; dz, when given, is where it writes z's gradient (a view of dxz: no concat)."""
+    args = (u, delta, A, B, C, D, z, delta_bias, dout, checkpoints, out, dz, True, True)
     try:
         return selective_scan_cuda.bwd(*args)
     except TypeError:
@@ -58,6 +64,16 @@ KERNELS: dict[str, Callable] = {"conv": causal_conv1d_fn, "scan_fwd": _scan_fwd,
 def _bl_to_bdl(flat: torch.Tensor, batch: int) -> torch.Tensor:
     """(D, B*L) -> (B, D, L) view with unit stride along L (no copy)."""
     return flat.view(flat.shape[0], batch, -1).transpose(0, 1)
+
+
+def _fused_gate(device: torch.device) -> bool:
+    """Whether delta comes from the Triton gate kernels (the Triton long conv is dispatched)."""
+    return global_long_conv_impl(device)[0] is long_conv_triton
+
+
+def _long_kernel(long_weight: torch.Tensor) -> torch.Tensor:
+    """nn.Conv1d's depthwise weight (E, 1, K) -> (E, K) fp32 in long_conv_direct's tap order."""
+    return long_weight[:, 0].flip(-1).float()
 
 
 def _b1nl(cols: torch.Tensor, batch: int) -> torch.Tensor:
@@ -80,8 +96,11 @@ class GlobalSelectionInnerFn(torch.autograd.Function):
         u_flat = u.transpose(1, 2).reshape(batch * length, -1)  # (B*L, E)
         x_dbl = F.linear(u_flat, x_proj_weight.to(dtype))  # (B*L, R + 2N)
         dt_raw = _bl_to_bdl(dt_proj_weight.to(dtype) @ x_dbl[:, :rank].t(), batch)  # (B, E, L)
-        gate = F.silu(long_conv_like_conv1d(x, long_weight, long_bias))  # (B, E, L) fp32
-        delta = (dt_raw * gate.to(dtype)).contiguous()
+        if _fused_gate(xz.device):
+            delta = gated_delta(x, _long_kernel(long_weight), long_bias, dt_raw)  # (B, E, L)
+        else:
+            gate = F.silu(long_conv_like_conv1d(x, long_weight, long_bias))  # (B, E, L) fp32
+            delta = (dt_raw * gate.to(dtype)).contiguous()
         b_var = _b1nl(x_dbl[:, rank:rank + n_state], batch)  # (B, 1, N, L)
         c_var = _b1nl(x_dbl[:, rank + n_state:], batch)
         out, checkpoints, out_z = KERNELS["scan_fwd"](u, delta, A, b_var, c_var, D, z, dt_bias)[:3]
@@ -106,26 +125,38 @@ class GlobalSelectionInnerFn(torch.autograd.Function):
         long_leaves = [long_weight.detach().requires_grad_()]
         if ctx.has_long_bias:
             long_leaves.append(long_bias.detach().requires_grad_())
+        fused_gate = _fused_gate(xz.device)
+        dt_raw = _bl_to_bdl(dt_proj_weight.to(dtype) @ x_dbl[:, :rank].t(), batch)
         with torch.enable_grad():  # recompute what forward did not keep, with its graph
             u = KERNELS["conv"](*leaves, activation="silu")  # (B, E, L)
-            bias_leaf = long_leaves[1] if ctx.has_long_bias else None
-            gate = F.silu(long_conv_like_conv1d(leaves[0], long_leaves[0], bias_leaf))  # fp32
-        u_d, gate_d = u.detach(), gate.detach()
-        dt_raw = _bl_to_bdl(dt_proj_weight.to(dtype) @ x_dbl[:, :rank].t(), batch)
-        delta = (dt_raw * gate_d.to(dtype)).contiguous()
+            if not fused_gate:
+                bias_leaf = long_leaves[1] if ctx.has_long_bias else None
+                gate = F.silu(long_conv_like_conv1d(leaves[0], long_leaves[0], bias_leaf))  # fp32
+        u_d = u.detach()
+        if fused_gate:
+            delta = gated_delta(x, _long_kernel(long_weight), long_bias, dt_raw)
+        else:
+            gate_d = gate.detach()
+            delta = (dt_raw * gate_d.to(dtype)).contiguous()
         b_var = _b1nl(x_dbl[:, rank:rank + n_state], batch)
         c_var = _b1nl(x_dbl[:, rank + n_state:], batch)
 
         dout_t = dout.reshape(batch * length, -1).t()  # (d_model, B*L)
         dout_y = _bl_to_bdl(out_proj_weight.to(dtype).t() @ dout_t.to(dtype), batch)  # (B, E, L)
+        dxz = torch.empty_like(xz)  # (B, 2E, L): the scan writes dz into its second half
+        dx_out, dz_out = dxz.chunk(2, dim=1)
         du, ddelta, dA, dB, dC, dD, ddt_bias, dz, out_z = KERNELS["scan_bwd"](
-            u_d, delta, A, b_var, c_var, D, z, dt_bias, dout_y, checkpoints, out)[:9]
+            u_d, delta, A, b_var, c_var, D, z, dt_bias, dout_y, checkpoints, out, dz_out)[:9]
+        if dz.data_ptr() != dz_out.data_ptr():  # a scan that allocates dz itself
+            dz_out.copy_(dz)
         dout_proj_weight = torch.einsum("eB,dB->ed", dout_t.to(dtype),
                                         out_z.transpose(0, 1).reshape(out_z.shape[1], -1))
 
         # delta = dt_raw * gate: split its gradient between dt_proj and the long conv's gate.
+        if fused_gate:
+            dx_long, dkernel, dlong_bias, gate_d = gated_delta_backward(
+                x, _long_kernel(long_weight), long_bias, dt_raw, ddelta)
         ddt_raw = (ddelta * gate_d.to(ddelta.dtype)).transpose(0, 1).reshape(ddelta.shape[1], -1)
-        dgate = ddelta.float() * dt_raw.float()  # (B, E, L) fp32, the gate's dtype
         dx_dbl = torch.empty_like(x_dbl)  # (B*L, R + 2N)
         dx_dbl[:, :rank] = ddt_raw.t() @ dt_proj_weight.to(dtype)
         dx_dbl[:, rank:rank + n_state] = dB.squeeze(1).transpose(1, 2).reshape(-1, n_state)
@@ -134,13 +165,20 @@ class GlobalSelectionInnerFn(torch.autograd.Function):
         u_flat = u_d.transpose(1, 2).reshape(batch * length, -1)  # (B*L, E)
         dx_proj_weight = dx_dbl.t() @ u_flat  # (R + 2N, E)
         du = du + (dx_dbl @ x_proj_weight.to(dtype)).view(batch, length, -1).transpose(1, 2)
-        grads = torch.autograd.grad([u, gate], leaves + long_leaves,
-                                    [du.to(u.dtype).contiguous(), dgate])
-        dx, dconv_weight = grads[0], grads[1][:, None]
+        if fused_gate:
+            grads = torch.autograd.grad(u, leaves, du.to(u.dtype).contiguous())
+            dx_out.copy_(grads[0] + dx_long)  # the short conv's and the long conv's parts, fp32 sum
+            dlong_weight = dkernel.flip(-1)[:, None].to(long_weight.dtype)
+            dlong_bias = dlong_bias.to(long_bias.dtype) if ctx.has_long_bias else None
+        else:
+            dgate = ddelta.float() * dt_raw.float()  # (B, E, L) fp32, the gate's dtype
+            grads = torch.autograd.grad([u, gate], leaves + long_leaves,
+                                        [du.to(u.dtype).contiguous(), dgate])
+            dx_out.copy_(grads[0])
+            dlong_weight = grads[len(leaves)]
+            dlong_bias = grads[len(leaves) + 1] if ctx.has_long_bias else None
+        dconv_weight = grads[1][:, None]
         dconv_bias = grads[2] if ctx.has_conv_bias else None
-        dlong_weight = grads[len(leaves)]
-        dlong_bias = grads[len(leaves) + 1] if ctx.has_long_bias else None
-        dxz = torch.cat([dx.to(xz.dtype), dz.to(xz.dtype)], dim=1)  # (B, 2E, L)
         return (dxz, dconv_weight, dconv_bias, dx_proj_weight.to(x_proj_weight.dtype),
                 ddt_proj_weight.to(dt_proj_weight.dtype),
                 dout_proj_weight.to(out_proj_weight.dtype), dA, dD, ddt_bias,

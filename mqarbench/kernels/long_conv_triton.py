@@ -11,6 +11,13 @@ the (BT, KP + BT) matrix dout_block^T @ window over batch and time, whose diagon
 torch) are the taps' gradients. The zeros of the Toeplitz blocks waste about BT / (KP + BT) of
 the MACs, which tensor cores afford where the direct form's taps on CUDA cores did not.
 
+Global Selection's gate rides on the same kernel as an epilogue: ``gated_delta`` computes
+delta = dt * SiLU(conv(x) + bias) block by block without writing the conv out, and
+``gated_delta_backward`` recomputes it to form the gate and dpre = ddelta * dt * SiLU'(pre), then
+runs the input- and kernel-gradient kernels on dpre. Inputs may be channel slices or transposed
+views (rows at b * stride_b + d * stride_d, unit stride along L), so xz and dt_proj's output are
+read in place.
+
 Dtypes: with bf16 x the matmul operands (x, the kernel row, dout) are rounded to bf16, as
 nn.Conv1d does under autocast; otherwise they are fp32 with input_precision="ieee" (fp64 inputs
 are computed in fp32). Products are always accumulated in fp32 and the output is fp32
@@ -58,17 +65,47 @@ if triton is not None:
             return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
 
     @triton.jit
-    def _conv_kernel(src_ptr, w_ptr, out_ptr, B, D, L, K, N_TAPS, REVERSE: tl.constexpr,
+    def _gate_epilogue(acc, d, rows, pos, ok, offs_b, out_ptr, bias_ptr, dt_ptr, dt_sb, dt_sd,
+                       dd_ptr, dd_sb, dd_sd, gate_ptr, GATE: tl.constexpr, HAS_BIAS: tl.constexpr):
+        """Global Selection's gate on a block of the conv, acc (BB, BT) fp32: pre = acc + bias,
+        gate = SiLU(pre). GATE 1 stores delta = dt * gate with the gate rounded to dt's dtype
+        first, as the unfused mixer computes it; GATE 2 stores that rounded gate and
+        dpre = ddelta * dt * SiLU'(pre) in fp32, the gradient the conv's backward takes."""
+        pre = acc
+        if HAS_BIAS:
+            pre = pre + tl.load(bias_ptr + d).to(tl.float32)
+        sig = tl.sigmoid(pre)
+        gate = (pre * sig).to(dt_ptr.dtype.element_ty)
+        b64 = offs_b.to(tl.int64)
+        dt = tl.load(dt_ptr + (b64 * dt_sb + d * dt_sd)[:, None] + pos[None, :], mask=ok,
+                     other=0.0).to(tl.float32)  # (BB, BT)
+        if GATE == 1:
+            delta = dt * gate.to(tl.float32)
+            tl.store(out_ptr + rows[:, None] + pos[None, :], delta.to(out_ptr.dtype.element_ty), mask=ok)
+        else:
+            dd = tl.load(dd_ptr + (b64 * dd_sb + d * dd_sd)[:, None] + pos[None, :], mask=ok,
+                         other=0.0).to(tl.float32)
+            tl.store(gate_ptr + rows[:, None] + pos[None, :], gate, mask=ok)
+            dpre = dd * dt * (sig * (1.0 + pre * (1.0 - sig)))  # SiLU'(pre) = s (1 + pre (1 - s))
+            tl.store(out_ptr + rows[:, None] + pos[None, :], dpre, mask=ok)
+
+    @triton.jit
+    def _conv_kernel(src_ptr, src_sb, src_sd, w_ptr, out_ptr, B, D, L, K, N_TAPS,
+                     bias_ptr, dt_ptr, dt_sb, dt_sd, dd_ptr, dd_sb, dd_sd, gate_ptr,
+                     REVERSE: tl.constexpr, GATE: tl.constexpr, HAS_BIAS: tl.constexpr,
                      BF16: tl.constexpr, BB: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr):
         """out[b, d, t] = sum_{j < N_TAPS} w[d, j] * src[b, d, t - j] (causal; forward) or
-        src[b, d, t + j] (anti-causal; REVERSE, the input gradient). One program: channel d,
-        BB batch rows, every time block. The window of a block starting at t0 is its own BT
-        positions plus a halo of KP: before it (t0 - KP..) causal, after it (t0 + BT..) reversed;
-        two dots (own, halo) keep both widths powers of two."""
+        src[b, d, t + j] (anti-causal; REVERSE, the input gradient); with GATE > 0 the gate
+        epilogue above instead. One program: channel d, BB batch rows, every time block. The
+        window of a block starting at t0 is its own BT positions plus a halo of KP: before it
+        (t0 - KP..) causal, after it (t0 + BT..) reversed; two dots (own, halo) keep both widths
+        powers of two. src rows (b, d) start at b src_sb + d src_sd (unit stride along L, so a
+        channel slice of xz needs no copy); out is contiguous (B, D, L)."""
         d, pid_b = tl.program_id(0), tl.program_id(1)
         offs_b = pid_b * BB + tl.arange(0, BB)  # (BB,)
         mask_b = offs_b < B
         rows = (offs_b.to(tl.int64) * D + d) * L  # (BB,) int64: B D L may pass 2^31
+        src_rows = offs_b.to(tl.int64) * src_sb + d * src_sd  # (BB,)
         r_own = tl.arange(0, BT)  # window index within the own block
         r_halo = tl.arange(0, KP)  # window index within the halo
         t = tl.arange(0, BT)  # output index within the block
@@ -87,19 +124,24 @@ if triton is not None:
             pos_h = t0 + halo_start + r_halo  # (KP,)
             ok = mask_b[:, None] & (pos < L)[None, :]  # (BB, BT)
             ok_h = mask_b[:, None] & ((pos_h >= 0) & (pos_h < L))[None, :]  # zero padding
-            own = tl.load(src_ptr + rows[:, None] + pos[None, :], mask=ok, other=0.0)  # (BB, BT)
+            own = tl.load(src_ptr + src_rows[:, None] + pos[None, :], mask=ok, other=0.0)  # (BB, BT)
             # (BB, KP)
-            halo = tl.load(src_ptr + rows[:, None] + pos_h[None, :], mask=ok_h, other=0.0)
+            halo = tl.load(src_ptr + src_rows[:, None] + pos_h[None, :], mask=ok_h, other=0.0)
             acc = _mm(own, t_own, tl.zeros((BB, BT), dtype=tl.float32), BF16)
             acc = _mm(halo, t_halo, acc, BF16)  # (BB, BT) fp32
-            tl.store(out_ptr + rows[:, None] + pos[None, :], acc, mask=ok)
+            if GATE == 0:
+                tl.store(out_ptr + rows[:, None] + pos[None, :], acc, mask=ok)
+            else:
+                _gate_epilogue(acc, d, rows, pos, ok, offs_b, out_ptr, bias_ptr, dt_ptr, dt_sb,
+                               dt_sd, dd_ptr, dd_sb, dd_sd, gate_ptr, GATE, HAS_BIAS)
 
     @triton.jit
-    def _dkernel_kernel(dout_ptr, x_ptr, c_ptr, B, D, L, N_SPLIT, BF16: tl.constexpr,
+    def _dkernel_kernel(dout_ptr, x_ptr, x_sb, x_sd, c_ptr, B, D, L, N_SPLIT, BF16: tl.constexpr,
                         BB: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr):
         """c[split, d, t, r] = sum over this split's batch blocks and every time block t0 of
         dout[b, d, t0 + t] * x[b, d, t0 - KP + r], r < KP + BT: the (BT, KP + BT) matrix
-        dout_block^T @ window, halo columns first. Its diagonal sums are the tap gradients."""
+        dout_block^T @ window, halo columns first. Its diagonal sums are the tap gradients.
+        dout is contiguous; x's rows start at b x_sb + d x_sd."""
         d, split = tl.program_id(0), tl.program_id(1)
         r_own = tl.arange(0, BT)
         r_halo = tl.arange(0, KP)
@@ -109,15 +151,16 @@ if triton is not None:
             offs_b = b0 + tl.arange(0, BB)  # (BB,)
             mask_b = offs_b < B
             rows = (offs_b.to(tl.int64) * D + d) * L  # (BB,)
+            x_rows = offs_b.to(tl.int64) * x_sb + d * x_sd  # (BB,)
             for t0 in range(0, L, BT):
                 pos = t0 + r_own  # (BT,)
                 pos_h = t0 - KP + r_halo  # (KP,)
                 ok = mask_b[:, None] & (pos < L)[None, :]  # dout at t >= L is zero
                 ok_h = mask_b[:, None] & ((pos_h >= 0) & (pos_h < L))[None, :]
                 g = tl.load(dout_ptr + rows[:, None] + pos[None, :], mask=ok, other=0.0)  # (BB, BT)
-                own = tl.load(x_ptr + rows[:, None] + pos[None, :], mask=ok, other=0.0)  # (BB, BT)
+                own = tl.load(x_ptr + x_rows[:, None] + pos[None, :], mask=ok, other=0.0)  # (BB, BT)
                 # (BB, KP)
-                halo = tl.load(x_ptr + rows[:, None] + pos_h[None, :], mask=ok_h, other=0.0)
+                halo = tl.load(x_ptr + x_rows[:, None] + pos_h[None, :], mask=ok_h, other=0.0)
                 g_t = tl.trans(g)  # (BT, BB): the batch rows are the contraction
                 acc_own = _mm(g_t, own, acc_own, BF16)  # (BT, BT)
                 acc_halo = _mm(g_t, halo, acc_halo, BF16)  # (BT, KP)
@@ -148,22 +191,44 @@ def _blocks(batch: int, length: int, width: int) -> tuple[int, int, int, int]:
     return n_taps, block_b, block_t, halo
 
 
-def _conv(src: torch.Tensor, kernel: torch.Tensor, reverse: bool, bf16: bool) -> torch.Tensor:
-    """Causal (or with ``reverse`` anti-causal) depthwise conv of contiguous src (B, D, L) with
-    contiguous kernel (D, K), fp32 out (B, D, L); bf16 matmul operands when ``bf16``."""
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """t (B, D, L) with unit stride along L (a view such as a channel slice of xz), else a copy."""
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _launch_conv(src: torch.Tensor, kernel: torch.Tensor, out: torch.Tensor, reverse: bool,
+                 bf16: bool, gate: int = 0, bias: torch.Tensor | None = None,
+                 dt: torch.Tensor | None = None, ddelta: torch.Tensor | None = None,
+                 gate_out: torch.Tensor | None = None) -> None:
+    """One _conv_kernel launch over src (B, D, L) with unit stride along L and a contiguous
+    kernel (D, K), into contiguous out; the gate's tensors as _gate_epilogue takes them (unused
+    pointers get out, which the kernel never reads through them)."""
     batch, dim, length = src.shape
     n_taps, block_b, block_t, halo = _blocks(batch, length, kernel.shape[1])
-    out = torch.empty(batch, dim, length, device=src.device, dtype=torch.float32)  # (B, D, L)
+    dt_, dd_ = (dt if dt is not None else out), (ddelta if ddelta is not None else out)
     grid = (dim, triton.cdiv(batch, block_b))
     with _device_of(src):
-        _conv_kernel[grid](src, kernel, out, batch, dim, length, kernel.shape[1], n_taps,
-                           REVERSE=reverse, BF16=bf16, BB=block_b, BT=block_t, KP=halo,
+        _conv_kernel[grid](src, src.stride(0), src.stride(1), kernel, out, batch, dim, length,
+                           kernel.shape[1], n_taps, bias if bias is not None else out,
+                           dt_, dt_.stride(0), dt_.stride(1), dd_, dd_.stride(0), dd_.stride(1),
+                           gate_out if gate_out is not None else out,
+                           REVERSE=reverse, GATE=gate, HAS_BIAS=bias is not None, BF16=bf16,
+                           BB=block_b, BT=block_t, KP=halo,
                            num_warps=4 if bf16 else 8)  # fp32 Toeplitz blocks: twice the registers
+
+
+def _conv(src: torch.Tensor, kernel: torch.Tensor, reverse: bool, bf16: bool) -> torch.Tensor:
+    """Causal (or with ``reverse`` anti-causal) depthwise conv of src (B, D, L) with contiguous
+    kernel (D, K), fp32 out (B, D, L); bf16 matmul operands when ``bf16``."""
+    src = _rows(src)
+    out = torch.empty(src.shape, device=src.device, dtype=torch.float32)  # (B, D, L)
+    _launch_conv(src, kernel, out, reverse, bf16)
     return out
 
 
 def _dkernel(dout: torch.Tensor, x: torch.Tensor, width: int, bf16: bool) -> torch.Tensor:
-    """fp32 (D, K) kernel gradient from contiguous dout and x (B, D, L)."""
+    """fp32 (D, K) kernel gradient from contiguous dout (B, D, L) and x (B, D, L) with unit
+    stride along L."""
     batch, dim, length = x.shape
     n_taps, block_b, block_t, halo = _blocks(batch, length, width)
     # Split the batch blocks over programs only as far as D channels leave the GPU idle; the
@@ -173,14 +238,50 @@ def _dkernel(dout: torch.Tensor, x: torch.Tensor, width: int, bf16: bool) -> tor
     span = halo + block_t
     c = torch.empty(n_split, dim, block_t, span, device=x.device, dtype=torch.float32)
     with _device_of(x):
-        _dkernel_kernel[(dim, n_split)](dout, x, c, batch, dim, length, n_split, BF16=bf16,
-                                        BB=block_b, BT=block_t, KP=halo, num_warps=8)
+        _dkernel_kernel[(dim, n_split)](dout, x, x.stride(0), x.stride(1), c, batch, dim, length,
+                                        n_split, BF16=bf16, BB=block_b, BT=block_t, KP=halo,
+                                        num_warps=8)
     # Window column r meets output row t at tap j = t + KP - r: tap j's gradient is the sum of
     # diagonal r - t = KP - j. diag[s, d, o, t] = c[s, d, t, t + o] is a view (row step span + 1).
     diag = c.as_strided((n_split, dim, halo + 1, block_t),
                         (dim * block_t * span, block_t * span, 1, span + 1))
     grad = diag.sum(dim=(0, 3)).flip(-1)[:, :n_taps]  # (D, n_taps): column j is offset KP - j
     return torch.nn.functional.pad(grad, (0, width - n_taps))  # taps >= L have zero gradient
+
+
+def gated_delta(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,
+                dt: torch.Tensor) -> torch.Tensor:
+    """Global Selection's delta = dt * SiLU(LongConv(x) + bias), the gate rounded to dt's dtype
+    before the product (as ``dt * gate.to(dt.dtype)``), in one pass with no gradient.
+    x, dt (B, D, L) with unit stride along L (views of xz and of dt_proj's output are fine),
+    kernel (D, K) fp32 in long_conv_direct's tap order, bias (D,) or None -> (B, D, L) in dt's
+    dtype, contiguous. Matmul operands in bf16 when x is bf16 (as ``long_conv_triton``)."""
+    x, dt = _rows(x), _rows(dt)
+    delta = torch.empty(x.shape, device=x.device, dtype=dt.dtype)  # (B, D, L)
+    _launch_conv(x, kernel.contiguous(), delta, False, x.dtype == torch.bfloat16, gate=1,
+                 bias=bias, dt=dt)
+    return delta
+
+
+def gated_delta_backward(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,
+                         dt: torch.Tensor, ddelta: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None,
+                                    torch.Tensor]:
+    """Gradients of ``gated_delta`` given ddelta (B, D, L): (dx fp32, dkernel fp32 (D, K),
+    dbias fp32 (D,) or None, and the gate (dt's dtype), from which d dt = ddelta * gate), by a
+    recomputing pass that also forms dpre = ddelta * dt * SiLU'(pre), then the conv's two
+    gradient kernels on dpre."""
+    x, dt, ddelta = _rows(x), _rows(dt), _rows(ddelta)
+    kernel = kernel.contiguous()
+    bf16 = x.dtype == torch.bfloat16
+    dpre = torch.empty(x.shape, device=x.device, dtype=torch.float32)  # (B, D, L)
+    gate = torch.empty(x.shape, device=x.device, dtype=dt.dtype)  # (B, D, L)
+    _launch_conv(x, kernel, dpre, False, bf16, gate=2, bias=bias, dt=dt, ddelta=ddelta,
+                 gate_out=gate)
+    dx = _conv(dpre, kernel, reverse=True, bf16=bf16)  # (B, D, L) fp32
+    dkernel = _dkernel(dpre, x, kernel.shape[1], bf16)  # (D, K)
+    dbias = dpre.sum(dim=(0, 2)) if bias is not None else None
+    return dx, dkernel, dbias, gate
 
 
 class LongConvTritonFn(torch.autograd.Function):
@@ -191,7 +292,7 @@ class LongConvTritonFn(torch.autograd.Function):
         if x.dim() != 3 or kernel.dim() != 2 or kernel.shape[0] != x.shape[1]:
             raise ValueError(f"want x (B, D, L) and kernel (D, K), got {tuple(x.shape)} "
                              f"and {tuple(kernel.shape)}")
-        x, kernel = x.contiguous(), kernel.contiguous()  # the kernels index rows of length L, K
+        x, kernel = _rows(x), kernel.contiguous()  # the kernels index rows of length L, K
         ctx.save_for_backward(x, kernel)
         out = _conv(x, kernel, reverse=False, bf16=x.dtype == torch.bfloat16)  # (B, D, L) fp32
         return out.to(torch.promote_types(x.dtype, torch.float32))
