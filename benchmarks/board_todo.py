@@ -3,6 +3,7 @@
     python benchmarks/board_todo.py [--models m1,m2|all|new] [--suite all] [--seeds 3]
                                     [--preset small] [--root leaderboard] [--data-dir mqar_data]
     python benchmarks/board_todo.py --ids-only MODEL [--suite all] [--train TASK ...]   # for `run --only`
+    python benchmarks/board_todo.py --seconds-only MODEL [--suite all] [--train TASK ...]   # its pack's wall time
 
 For each model the matrix is planned as `mqarbench run --model M --suite S --seeds N --preset P`
 plans it (same run ids), and each run id is looked up under ROOT/submissions/*/runs/ and
@@ -13,11 +14,17 @@ are kept). One markdown row per model; its phase `board@MODEL@SUITE@SEEDS@ID+ID.
 is what benchmarks/gpu_session.sh takes (the session trains at preset small), `-` if nothing is
 missing. `--models new`: the built-ins without any run under ROOT/submissions yet. Default: all
 built-ins (`--model all` of the CLI).
+
+The `pack s` column (and `--seconds-only`, 0 when unknown) estimates the wall time of one pack of
+the missing runs from the board's own runs (`pack_seconds`). Measured with whatever shared the
+GPU then, it is what a GPU session (gpu_session.sh) uses to skip a pack that would not finish in
+time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +51,7 @@ class Todo:
     missing_tests: list[str] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)
     in_submissions: bool = False  # any planned run (complete or not) under ROOT/submissions
+    pack_s: int = 0  # estimated wall time of one pack of the runs to train (pack_seconds)
 
     @property
     def to_train(self) -> list[str]:
@@ -66,6 +74,39 @@ def index_runs(root: Path) -> dict[str, list[Path]]:
             if run_dir.is_dir():
                 found.setdefault(run_dir.name, []).append(run_dir)
     return found
+
+
+Timing = tuple[str, str, int, float]  # (model, train task, pack size, wall s) of one run
+
+
+def measured_wall_s(index: dict[str, list[Path]]) -> list[Timing]:
+    """Every board run's wall time (run.json), with its model, train task and pack size."""
+    found = []
+    for dirs in index.values():
+        for run_dir in dirs:
+            try:
+                info = json.loads((run_dir / "run.json").read_text())
+                found.append((info["model"], info["train_task"], int(info.get("pack_size") or 1),
+                              float(info["timing"]["wall_s"])))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # no timing (an old or hand-made run): no estimate from it
+    return found
+
+
+def pack_seconds(todo: "Todo", timings: list[Timing]) -> int:
+    """Estimated wall time of one pack of todo's missing runs; 0 when unknown. Only runs from
+    packs no larger than this one count (a run's wall time is about its pack's, and a larger
+    pack's says little about a smaller one); per task their longest, a task without one counts
+    as the longest of the others, and the tasks add up."""
+    missing = set(todo.to_train)
+    tasks = {s.train.task for s in todo.planned if s.run_id in missing}
+    own: dict[str, float] = {}
+    for model, task, pack, wall in timings:
+        if model == todo.model and pack <= len(missing):
+            own[task] = max(wall, own.get(task, 0.0))
+    if not tasks or not own:
+        return 0
+    return round(sum(own.get(task, max(own.values())) for task in tasks))
 
 
 def tests_held(run_dir: Path) -> set[TestKey]:
@@ -113,18 +154,22 @@ def board_todo(models: list[str], suite: str, seeds: int, preset: str, root: Pat
     hps = sweep(preset)
     index = index_runs(root) if index is None else index
     datasets: dict[str, Dataset] = suite_datasets(suite, preset, data_dir)
+    timings = measured_wall_s(index)
     todos = []
     for m in models:
         specs = plan_runs([m], suite, preset, datasets, hps, list(range(seeds)), root)
-        todos.append(classify(m, [s for s in specs if not train or s.train.task in train], index))
+        todo = classify(m, [s for s in specs if not train or s.train.task in train], index)
+        todo.pack_s = pack_seconds(todo, timings)
+        todos.append(todo)
     return todos
 
 
 def table(todos: list[Todo], suite: str, seeds: int) -> list[str]:
-    lines = ["| model | planned | complete | missing tests | absent | GPU phase |",
-             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| model | planned | complete | missing tests | absent | pack s | GPU phase |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     lines += [f"| {t.model} | {len(t.planned)} | {len(t.complete)} | {len(t.missing_tests)} | "
-              f"{len(t.absent)} | {t.phase(suite, seeds)} |" for t in todos]
+              f"{len(t.absent)} | {t.pack_s if t.to_train and t.pack_s else '-'} | "
+              f"{t.phase(suite, seeds)} |" for t in todos]
     lines.append(f"\n{sum(len(t.to_train) for t in todos)} runs to train")
     return lines
 
@@ -141,16 +186,21 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="all", help="comma list of model refs, `all` (the built-ins) or `new`")
     p.add_argument("--ids-only", metavar="MODEL", help="print only MODEL's ids to train, space-separated")
+    p.add_argument("--seconds-only", metavar="MODEL",
+                   help="print only the estimated wall time of one pack of MODEL's missing runs (0: unknown)")
     p.add_argument("--suite", default="all")
     p.add_argument("--train", nargs="+", metavar="TASK", help="only the runs trained on these tasks")
     add_board_args(p)
     args = p.parse_args(argv)
     try:
         data_dir = usable_dir(args.data_dir or default_data_dir(), "--data-dir")
-        if args.ids_only:
-            models = resolve_models(args.ids_only)
+        one = args.ids_only or args.seconds_only
+        if args.ids_only and args.seconds_only:
+            raise UserError("--ids-only and --seconds-only: give one of them")
+        if one:
+            models = resolve_models(one)
             if len(models) != 1:
-                raise UserError(f"--ids-only {args.ids_only}: give one model")
+                raise UserError(f"--{'ids' if args.ids_only else 'seconds'}-only {one}: give one model")
         else:
             # `new` is decided after classifying: built-ins with no run in a submission
             models = list(BUILTINS) if args.models.strip() == "new" else resolve_models(args.models)
@@ -160,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     if args.ids_only:
         print(" ".join(todos[0].to_train))
+        return 0
+    if args.seconds_only:
+        print(todos[0].pack_s if todos[0].to_train else 0)
         return 0
     if args.models.strip() == "new":
         todos = [t for t in todos if not t.in_submissions]

@@ -10,7 +10,8 @@
 # (stack: bench_pack.py's graphed packs against stacks of mamba, with a profile of the largest stack)
 # (models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one bench_models table; wait@PHASE: wait for another lane's PHASE;
 # gpu@FILE+FILE: the GPU tests of those files; profile@PRESET@MODEL,MODEL: profile_step.py at PRESET;
-# todo@MODEL[@SUITE@SEEDS[@train=TASK+TASK]]: the runs benchmarks/board_todo.py says the board lacks;
+# todo@MODEL[@SUITE@SEEDS[@train=TASK+TASK]]: the runs benchmarks/board_todo.py says the board lacks, skipped when
+#   its estimate of their pack's wall time (from the board's runs) exceeds what is left before DEADLINE;
 # matrix[@SUITE[@train=...]] / workers[@SUITE[@train=...]]: mamba's runs per GPU-hour, packed / 8 processes)
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
 # SUITE x SEEDS at small, default pythia,mamba x main x 3, one `mqarbench run` per model so that a
@@ -64,10 +65,13 @@ board_pack() {  # MODEL SUITE SEEDS [run picks]: one `mqarbench run` (one pack) 
   # DEADLINE (s after the session's start): when the machine's held time runs out. A pack cut short
   # keeps nothing (its checkpoints stay on the machine) and slows the lanes beside it, so a pack is
   # not started with under MIN_PACK_S left, and is never given more than what is left.
+  # PACK_EST (todo@ phases: board_todo.py's estimate from the board's own runs, 0 if unknown)
+  # replaces MIN_PACK_S with the pack's expected wall time and a tenth more.
   if [ -n "${DEADLINE:-}" ]; then
-    local left=$(( DEADLINE - now ))
-    if [ "$left" -lt "${MIN_PACK_S:-300}" ]; then
-      echo "${now}s board $model $suite skipped: ${left}s before DEADLINE" >> "$LOG/progress.txt"; rc=0; return
+    local left=$(( DEADLINE - now )) need=${MIN_PACK_S:-300}
+    [ "${PACK_EST:-0}" -gt 0 ] && need=$(( PACK_EST * 11 / 10 ))
+    if [ "$left" -lt "$need" ]; then
+      echo "${now}s board $model $suite skipped: ${left}s before DEADLINE, needs ${need}s" >> "$LOG/progress.txt"; rc=0; return
     fi
     [ "$left" -lt "$limit" ] && limit=$left
   fi
@@ -133,7 +137,10 @@ for phase in "$@"; do
            # (benchmarks/board_todo.py, default suite all x 3 seeds), computed here: no ids on the command line
            IFS=@ read -r _ model suite seeds pick <<< "$phase"; suite=${suite:-all} seeds=${seeds:-3}
            ids=$(python3 benchmarks/board_todo.py --ids-only "$model" --suite "$suite" --seeds "$seeds" $(pick_runs "$pick"))
-           rc=$?; [ $rc = 0 ] && { if [ -n "$ids" ]; then board_pack "$model" "$suite" "$seeds" --only $ids
+           rc=$?
+           est=$(python3 benchmarks/board_todo.py --seconds-only "$model" --suite "$suite" --seeds "$seeds" $(pick_runs "$pick"))
+           [[ "$est" =~ ^[0-9]+$ ]] || est=0
+           [ $rc = 0 ] && { if [ -n "$ids" ]; then PACK_EST=$est board_pack "$model" "$suite" "$seeds" --only $ids
                                    else echo "$(( $(date +%s) - T0 ))s todo $model: nothing to train" >> "$LOG/progress.txt"; fi; };;
     calibrate) timeout "${CAL_LIMIT:-1000}" bash benchmarks/calibration/run_candidates.sh "${STAGE:-benchmarks/calibration/stage1.txt}" \
                  mqar_runs/cal > "$LOG/calibration.md" 2>&1; rc=$?

@@ -1,6 +1,7 @@
 """benchmarks/board_todo.py: a run counts as on the board only if its results hold every test its
 suite asks (a run trained by a smaller suite has the same id but fewer tests)."""
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -64,13 +65,34 @@ def test_printed_phase_and_ids(board, capsys):
     common = [*ARGS, "--root", str(root), "--data-dir", str(data)]
     assert todo_mod.main(common) == 0
     out = capsys.readouterr().out
-    assert f"| pythia | {len(specs)} | 2 | 3 | {len(specs) - 5} | board@pythia@main@2@{'+'.join(want)} |" in out
+    assert f"| pythia | {len(specs)} | 2 | 3 | {len(specs) - 5} | - | board@pythia@main@2@{'+'.join(want)} |" in out
     assert f"{len(want)} runs to train" in out
     assert todo_mod.main([*common[2:], "--ids-only", "pythia"]) == 0
     assert capsys.readouterr().out.split() == want
     # `new`: pythia has a run in a submission, so it is not new
     assert todo_mod.main([*common[2:], "--models", "new"]) == 0
     assert "| pythia |" not in capsys.readouterr().out
+
+
+def test_pack_seconds_from_the_boards_runs_of_packs_no_larger(tmp_path):
+    """The estimate: per task the longest wall time among runs of packs no larger than the one to
+    train, a task never timed counting as the longest timed one, summed; 0 with nothing timed."""
+    data, root = tmp_path / "data", tmp_path / "leaderboard"
+    specs = plan_runs(["pythia"], "main", "tiny", suite_datasets("main", "tiny", data), sweep("tiny"), [0], root)
+    by = {s.train.task: s for s in specs}
+    timed = {"standard": (300.0, 2), "shuffle": (100.0, 2), "k2v2": (900.0, 99)}  # k2v2: a larger pack
+    for task, (wall, pack) in timed.items():
+        run_dir = root / "pending" / "pythia" / "runs" / by[task].run_id
+        run_dir.mkdir(parents=True)
+        (run_dir / "run.json").write_text(json.dumps({"model": "pythia", "train_task": task, "pack_size": pack,
+                                                      "timing": {"wall_s": wall}}))
+    index = todo_mod.index_runs(root)
+    [todo] = todo_mod.board_todo(["pythia"], "main", 1, "tiny", root, data, ["shuffle", "k2v2"], index=index)
+    # two lrs per task in `tiny`? whatever the plan holds, both tasks are missing (no results)
+    assert {s.train.task for s in todo.planned} == {"shuffle", "k2v2"} and set(todo.to_train) == {s.run_id for s in todo.planned}
+    assert todo.pack_s == 100 + 300  # shuffle's own 100 s; k2v2 only from a larger pack: the longest, 300
+    [none] = todo_mod.board_todo(["pythia"], "main", 1, "tiny", tmp_path / "empty", data, ["shuffle"], index={})
+    assert none.pack_s == 0
 
 
 def test_train_picks_the_runs_of_those_tasks(board, capsys):

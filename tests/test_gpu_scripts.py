@@ -132,14 +132,16 @@ def test_session_todo_phase_trains_what_board_todo_lists(tmp_path):
     """gpu_session.sh's todo@MODEL@SUITE@SEEDS@train=... asks board_todo.py on the machine for the
     missing ids (a phase string stays short) and trains exactly those; nothing missing: no run."""
     board_todo = ("import sys\nprint(sys.argv[1:], file=open('todo_args.txt', 'a'))\n"
-                  "print('' if sys.argv[2] == 'done_model' else 'id1 id2')\n")
+                  "if sys.argv[1] == '--seconds-only': print(0)\n"
+                  "else: print('' if sys.argv[2] == 'done_model' else 'id1 id2')\n")
     work, log, done = run_session(
         tmp_path, "todo@rwkv7@all@3@train=standard+shuffle todo@done_model",
         {"bench_runner.py": "", "board_todo.py": board_todo}, {"mqarbench": 'echo "$@" >> mqarbench_calls.txt'})
     assert done.returncode == 0, done.stderr
     asked = (work / "todo_args.txt").read_text().splitlines()
-    assert asked == [str(["--ids-only", "rwkv7", "--suite", "all", "--seeds", "3", "--train", "standard", "shuffle"]),
-                     str(["--ids-only", "done_model", "--suite", "all", "--seeds", "3"])]
+    assert asked == [str([flag, "rwkv7", "--suite", "all", "--seeds", "3", "--train", "standard", "shuffle"])
+                     for flag in ("--ids-only", "--seconds-only")] + \
+        [str([flag, "done_model", "--suite", "all", "--seeds", "3"]) for flag in ("--ids-only", "--seconds-only")]
     calls = (work / "mqarbench_calls.txt").read_text().splitlines()
     assert calls == ["run --model rwkv7 --suite all --seeds 3 --only id1 id2 --preset small "
                      "--out mqar_runs/board --no-site"]
@@ -183,6 +185,24 @@ def test_session_deadline_skips_late_packs_and_caps_the_others(tmp_path, monkeyp
     progress = (log / "progress.txt").read_text()
     assert "board gla all skipped" in progress and "DEADLINE" in progress
     assert "board mamba all x3" in progress
+
+
+def test_session_todo_pack_is_skipped_when_its_estimate_does_not_fit(tmp_path, monkeypatch):
+    """todo@: board_todo.py's estimate of the pack's wall time (plus a tenth) replaces MIN_PACK_S;
+    an unknown estimate (0) leaves MIN_PACK_S in charge."""
+    monkeypatch.setenv("DEADLINE", "1000")
+    monkeypatch.setenv("MIN_PACK_S", "100")
+    board_todo = ("import sys\nslow = sys.argv[2] == 'slow'\n"
+                  "if sys.argv[1] == '--seconds-only': print(950 if slow else 0)\n"
+                  "else: print('id1')\n")
+    work, log, done = run_session(
+        tmp_path, "todo@slow todo@unknown", {"bench_runner.py": "", "board_todo.py": board_todo},
+        {"mqarbench": 'echo "$@" >> mqarbench_calls.txt'})
+    assert done.returncode == 0, done.stderr
+    progress = (log / "progress.txt").read_text()
+    assert "board slow all skipped" in progress and "needs 1045s" in progress  # 950 * 1.1 > ~1000 left
+    assert (work / "mqarbench_calls.txt").read_text().splitlines() == [
+        "run --model unknown --suite all --seeds 3 --only id1 --preset small --out mqar_runs/board --no-site"]
 
 
 def test_session_models_phases_call_bench_models_with_their_fields(tmp_path):
