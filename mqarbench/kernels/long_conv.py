@@ -5,9 +5,11 @@ x (B, D, L), kernel (D, K): out_t = sum_{j<K} kernel[:, j] * x_{t-j}.
 is the reverse (tap K-1 multiplies x_t), and a bias. For Global Selection's short-ish kernels
 (K << L) ``MQARBENCH_LONG_CONV=toeplitz`` takes a block-Toeplitz batched matmul instead of the FFT
 (``long_conv_toeplitz``; under autocast it runs in bf16 with fp32 accumulation, as the authors'
-nn.Conv1d does), and on CUDA ``MQARBENCH_LONG_CONV=triton`` the direct form as Triton kernels
-(``long_conv_triton``: bf16 loads, fp32 sums, no FFT intermediates). Both stay opt-in: on an H200
-each was slower than the FFT at ``paper`` (docs/benchmarks.md).
+nn.Conv1d does), and on CUDA ``MQARBENCH_LONG_CONV=triton`` Triton kernels (``long_conv_triton``:
+Toeplitz blocks on tensor cores, no FFT intermediates; global_selection_inner_fn then takes the
+gate from their epilogue). The toeplitz form was slower than the FFT at ``paper`` on an H200; the
+Triton kernels were faster (docs/benchmarks.md) but stay opt-in, since the board's global_mamba
+runs trained with the FFT.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def long_conv_like_conv1d(x: torch.Tensor, weight: torch.Tensor,
     weight (D, 1, K) and bias (D,), in >= fp32, by the dispatched long conv."""
     conv, _ = global_long_conv_impl(x.device)
     work = torch.promote_types(x.dtype, torch.float32)
-    # the Triton kernels read bf16 and sum in fp32 themselves: an fp32 copy of x would only add traffic
+    # the Triton kernels take bf16 x as it is (bf16 matmul operands, as nn.Conv1d under autocast)
+    # and sum in fp32: an fp32 copy of x would only add traffic
     x_in = x if conv is long_conv_triton else x.to(work)
     out = conv(x_in, weight[:, 0].flip(-1).to(work))  # (B, D, L) in work
     return out if bias is None else out + bias.to(work)[:, None]
