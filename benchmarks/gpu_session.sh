@@ -43,6 +43,7 @@ if [ "${1:-}" = poll ]; then
 fi
 source benchmarks/gpu_env.sh > /dev/null 2>&1
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 500 >> "$LOG/gpu_util.csv" &
+SAMPLER=$!  # runs until killed: the end waits for the lanes only
 T0=$(date +%s)
 step() { echo "$(( $(date +%s) - T0 ))s start $1" >> "$LOG/progress.txt"; }
 done_() { echo "$(( $(date +%s) - T0 ))s done $1 rc=$2" >> "$LOG/progress.txt"; }
@@ -151,7 +152,9 @@ for phase in "$@"; do
 done
 }
 MODELS="${MODELS:-pythia,mamba}"
-for extra in "${LANE2:-}" "${LANE3:-}"; do [ -n "$extra" ] && { lane $extra & }; done
+LANES=()
+for extra in "${LANE2:-}" "${LANE3:-}"; do [ -n "$extra" ] && { lane $extra & LANES+=($!); }; done
 lane ${PHASES:-tests pack models matrix workers}
-wait
+[ ${#LANES[@]} -gt 0 ] && wait "${LANES[@]}"
+kill "$SAMPLER" 2>/dev/null
 echo "$(( $(date +%s) - T0 ))s all done" >> "$LOG/progress.txt"

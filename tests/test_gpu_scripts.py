@@ -118,7 +118,8 @@ def run_session(tmp_path: Path, phases: str, scripts: dict[str, str],
     (work / "benchmarks" / "gpu_session.sh").write_text((ROOT / "benchmarks" / "gpu_session.sh").read_text())
     for name, text in {"gpu_env.sh": "", **scripts}.items():
         (work / "benchmarks" / name).write_text(text)
-    for tool, body in {"nvidia-smi": "exit 0", **tools}.items():
+    # nvidia-smi's sampler runs until killed, as on the machine: the session must not wait for it
+    for tool, body in {"nvidia-smi": "exec sleep 300", **tools}.items():
         (bin_dir / tool).write_text(f"#!/usr/bin/env bash\n{body}\n")
         (bin_dir / tool).chmod(0o755)
     env = {**os.environ, "SESSION_LOG": str(log), "PHASES": phases,
