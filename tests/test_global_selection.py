@@ -153,6 +153,15 @@ def test_fused_path_is_taken_only_on_cuda_with_its_kernels():
     assert fn is None and why.path == "reference.unfused"
 
 
+def test_gate_kernels_only_with_the_triton_long_conv_on_cuda(monkeypatch):
+    """MQARBENCH_LONG_CONV=triton on a CPU falls back to the FFT, and so does the gate."""
+    for value in ("fft", "toeplitz", "triton"):
+        monkeypatch.setenv("MQARBENCH_LONG_CONV", value)
+        assert not gs._fused_gate(torch.device("cpu")), value
+    monkeypatch.setattr(gs, "global_long_conv_impl", lambda device: (gs.long_conv_triton, None))
+    assert gs._fused_gate(torch.device("cpu"))  # decided by the dispatched long conv alone
+
+
 # --- inits, bias, ablation surface ------------------------------------------------------------
 
 def test_authors_init_is_nn_conv1d_default_with_bias():
