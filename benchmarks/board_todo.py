@@ -32,7 +32,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from mqarbench.data import Dataset, load_suite
-from mqarbench.errors import UserError
+from mqarbench.errors import UserError, report
 from mqarbench.models.registry import BUILTINS, resolve_models
 from mqarbench.paths import default_data_dir, leaderboard_dir, usable_dir
 from mqarbench.runner.hparams import sweep
@@ -206,8 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             models = list(BUILTINS) if args.models.strip() == "new" else resolve_models(args.models)
         todos = board_todo(models, args.suite, args.seeds, args.preset, args.root, data_dir, args.train)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+        return report(err)
     if args.ids_only:
         print(" ".join(todos[0].to_train))
         return 0

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from board_todo import Todo, add_board_args, board_todo, index_runs, measured_wall_s, pack_seconds  # noqa: E402
 
-from mqarbench.errors import UserError  # noqa: E402
+from mqarbench.errors import UserError, report  # noqa: E402
 from mqarbench.models.registry import resolve_models  # noqa: E402
 from mqarbench.paths import default_data_dir, usable_dir  # noqa: E402
 
@@ -118,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         packs = [pack for todo in todos for pack in task_packs(todo, timings, args.unknown_s)]
         slots, left = plan(packs, args.lanes, args.start, args.deadline)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+        return report(err)
     print("\n".join(render(slots, left, args.suite, args.seeds, args.deadline)))
     return 0
 

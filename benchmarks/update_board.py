@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from board_todo import add_board_args, board_todo  # noqa: E402
 
-from mqarbench.errors import UserError  # noqa: E402
+from mqarbench.errors import UserError, report  # noqa: E402
 from mqarbench.leaderboard.catalog import TaskCatalog  # noqa: E402
 from mqarbench.leaderboard.metadata import METADATA_FILE, load_metadata  # noqa: E402
 from mqarbench.leaderboard.submit import submit  # noqa: E402
@@ -126,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         print(update(args.model, args.runs, args.seeds, args.preset, args.root, data_dir,
                      args.notes))
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+        return report(err)
     return 0
 
 

@@ -1,4 +1,6 @@
-"""The one exception type for mistakes a user can fix."""
+"""The one exception type for mistakes a user can fix, and how an entry point reports it."""
+
+import sys
 
 
 class UserError(Exception):
@@ -14,3 +16,9 @@ class UserError(Exception):
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+
+
+def report(err: UserError) -> int:
+    """Print ``err`` as the single line a user sees (stderr, no traceback); its exit code."""
+    print(f"error: {err}", file=sys.stderr)
+    return err.exit_code

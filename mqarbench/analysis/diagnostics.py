@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mqarbench.errors import UserError
+from mqarbench.errors import UserError, report
 from mqarbench.runner.job import read_run_json
 
 DEFAULT_KEYS = ("gate.mean", "gate.near0", "delta.mean", "delta.near0")
@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in args.runs:
             print("\n".join(diagnostics_table(run, tuple(args.keys.split(",")))))
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+        return report(err)
     return 0
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from mqarbench.analysis import calibration
 from mqarbench.analysis import paper_numbers as paper
-from mqarbench.errors import UserError
+from mqarbench.errors import UserError, report
 from mqarbench.io import write_text_atomic
 from mqarbench.leaderboard.boards import Score, build_boards
 from mqarbench.leaderboard.shortcut import NGRAM, ShortcutScore
@@ -484,8 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         pending = load_pending(args.pending or REPO_ROOT / "leaderboard/pending", current, data_dir)
         write_text_atomic(args.out, render(current, command, earlier, pending))
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+        return report(err)
     print(f"wrote {args.out}")
     return 0
 

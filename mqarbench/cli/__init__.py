@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from mqarbench import __version__
-from mqarbench.errors import UserError
+from mqarbench.errors import UserError, report
 
 # Each module exposes ``register(subparsers)`` and sets ``func`` on the parsers it adds.
 COMMAND_MODULES = (
@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+        return report(err)
     except KeyboardInterrupt:
         print("interrupted: finished runs and datasets are kept; re-run the same command to resume",
               file=sys.stderr)
