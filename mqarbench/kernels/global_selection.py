@@ -10,9 +10,10 @@ inputs, x_dbl and the scan's own checkpoints is kept for backward: the short con
 long conv are recomputed there (the unfused path keeps an fp32 FFT of every layer). With the
 Triton long conv (MQARBENCH_LONG_CONV=triton) delta comes from one kernel, the conv with the
 gate's bias, SiLU and product with dt as its epilogue (``gated_delta``), and its backward from
-one recomputing pass and the conv's two gradient kernels (``gated_delta_backward``), instead of
-a dozen elementwise passes over fp32 (B, E, L) tensors. The scan's backward writes dz straight
-into dxz. The unfused path of ``GlobalSelectionMixer`` stays the reference.
+one recomputing pass that writes dt_proj's gradient in its own layout (``gated_delta_backward``),
+the kernel gradient, and the input gradient with the short conv's part added in its epilogue,
+written into dxz (``long_conv_input_grad``), instead of a dozen elementwise passes over fp32
+(B, E, L) tensors. The scan's backward writes dz straight into dxz. The unfused path of ``GlobalSelectionMixer`` stays the reference.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from mqarbench.kernels import KernelChoice, use_reference
 from mqarbench.kernels.causal_conv import causal_conv1d_fn
 from mqarbench.kernels.long_conv import global_long_conv_impl, long_conv_like_conv1d
 from mqarbench.kernels.long_conv_triton import (gated_delta, gated_delta_backward,
-                                                long_conv_triton)
+                                                long_conv_input_grad, long_conv_triton)
 
 try:  # mamba_ssm's compiled scan; missing on CPU machines
     import selective_scan_cuda
@@ -122,10 +123,11 @@ class GlobalSelectionInnerFn(torch.autograd.Function):
         leaves = [x.detach().requires_grad_(), conv_weight.detach()[:, 0].requires_grad_()]
         if ctx.has_conv_bias:
             leaves.append(conv_bias.detach().requires_grad_())
-        long_leaves = [long_weight.detach().requires_grad_()]
-        if ctx.has_long_bias:
-            long_leaves.append(long_bias.detach().requires_grad_())
         fused_gate = _fused_gate(xz.device)
+        if not fused_gate:  # the long conv's weights join the short conv's in autograd
+            long_leaves = [long_weight.detach().requires_grad_()]
+            if ctx.has_long_bias:
+                long_leaves.append(long_bias.detach().requires_grad_())
         dt_raw = _bl_to_bdl(dt_proj_weight.to(dtype) @ x_dbl[:, :rank].t(), batch)
         with torch.enable_grad():  # recompute what forward did not keep, with its graph
             u = KERNELS["conv"](*leaves, activation="silu")  # (B, E, L)
@@ -134,7 +136,8 @@ class GlobalSelectionInnerFn(torch.autograd.Function):
                 gate = F.silu(long_conv_like_conv1d(leaves[0], long_leaves[0], bias_leaf))  # fp32
         u_d = u.detach()
         if fused_gate:
-            delta = gated_delta(x, _long_kernel(long_weight), long_bias, dt_raw)
+            kernel = _long_kernel(long_weight)  # (E, K) fp32
+            delta = gated_delta(x, kernel, long_bias, dt_raw)
         else:
             gate_d = gate.detach()
             delta = (dt_raw * gate_d.to(dtype)).contiguous()
@@ -153,10 +156,13 @@ class GlobalSelectionInnerFn(torch.autograd.Function):
                                         out_z.transpose(0, 1).reshape(out_z.shape[1], -1))
 
         # delta = dt_raw * gate: split its gradient between dt_proj and the long conv's gate.
-        if fused_gate:
-            dx_long, dkernel, dlong_bias, gate_d = gated_delta_backward(
-                x, _long_kernel(long_weight), long_bias, dt_raw, ddelta)
-        ddt_raw = (ddelta * gate_d.to(ddelta.dtype)).transpose(0, 1).reshape(ddelta.shape[1], -1)
+        if fused_gate:  # the kernel writes d dt_raw in dt_proj's layout, (E, B*L)
+            ddt_raw = torch.empty(ddelta.shape[1], batch * length, device=ddelta.device,
+                                  dtype=ddelta.dtype)
+            dpre, dkernel, dlong_bias, _ = gated_delta_backward(
+                x, kernel, long_bias, dt_raw, ddelta, ddt_out=_bl_to_bdl(ddt_raw, batch))
+        else:
+            ddt_raw = (ddelta * gate_d.to(ddelta.dtype)).transpose(0, 1).reshape(ddelta.shape[1], -1)
         dx_dbl = torch.empty_like(x_dbl)  # (B*L, R + 2N)
         dx_dbl[:, :rank] = ddt_raw.t() @ dt_proj_weight.to(dtype)
         dx_dbl[:, rank:rank + n_state] = dB.squeeze(1).transpose(1, 2).reshape(-1, n_state)
@@ -167,7 +173,8 @@ class GlobalSelectionInnerFn(torch.autograd.Function):
         du = du + (dx_dbl @ x_proj_weight.to(dtype)).view(batch, length, -1).transpose(1, 2)
         if fused_gate:
             grads = torch.autograd.grad(u, leaves, du.to(u.dtype).contiguous())
-            dx_out.copy_(grads[0] + dx_long)  # the short conv's and the long conv's parts, fp32 sum
+            # the short conv's and the long conv's parts of dx, summed in fp32 by the kernel
+            long_conv_input_grad(dpre, kernel, add=grads[0], out=dx_out)
             dlong_weight = dkernel.flip(-1)[:, None].to(long_weight.dtype)
             dlong_bias = dlong_bias.to(long_bias.dtype) if ctx.has_long_bias else None
         else:

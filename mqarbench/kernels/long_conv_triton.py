@@ -13,10 +13,12 @@ the MACs, which tensor cores afford where the direct form's taps on CUDA cores d
 
 Global Selection's gate rides on the same kernel as an epilogue: ``gated_delta`` computes
 delta = dt * SiLU(conv(x) + bias) block by block without writing the conv out, and
-``gated_delta_backward`` recomputes it to form the gate and dpre = ddelta * dt * SiLU'(pre), then
-runs the input- and kernel-gradient kernels on dpre. Inputs may be channel slices or transposed
-views (rows at b * stride_b + d * stride_d, unit stride along L), so xz and dt_proj's output are
-read in place.
+``gated_delta_backward`` recomputes it to write dpre = ddelta * dt * SiLU'(pre) (in the matmul
+operands' dtype), d dt = ddelta * gate straight into the caller's layout and the bias gradient's
+per-program sums, then runs the kernel-gradient kernel on dpre; ``long_conv_input_grad`` is the
+input-gradient kernel, which may add another gradient of x (the short conv's) in its epilogue
+and write the sum into a view such as a slice of dxz. Inputs and outputs may be channel slices
+or transposed views (rows at b * stride_b + d * stride_d, unit stride along L).
 
 Dtypes: with bf16 x the matmul operands (x, the kernel row, dout) are rounded to bf16, as
 nn.Conv1d does under autocast; otherwise they are fp32 with input_precision="ieee" (fp64 inputs
@@ -65,47 +67,63 @@ if triton is not None:
             return tl.dot(a.to(tl.float32), b.to(tl.float32), acc, input_precision="ieee")
 
     @triton.jit
-    def _gate_epilogue(acc, d, rows, pos, ok, offs_b, out_ptr, bias_ptr, dt_ptr, dt_sb, dt_sd,
-                       dd_ptr, dd_sb, dd_sd, gate_ptr, GATE: tl.constexpr, HAS_BIAS: tl.constexpr):
-        """Global Selection's gate on a block of the conv, acc (BB, BT) fp32: pre = acc + bias,
-        gate = SiLU(pre). GATE 1 stores delta = dt * gate with the gate rounded to dt's dtype
-        first, as the unfused mixer computes it; GATE 2 stores that rounded gate and
-        dpre = ddelta * dt * SiLU'(pre) in fp32, the gradient the conv's backward takes."""
-        pre = acc
-        if HAS_BIAS:
-            pre = pre + tl.load(bias_ptr + d).to(tl.float32)
-        sig = tl.sigmoid(pre)
-        gate = (pre * sig).to(dt_ptr.dtype.element_ty)
-        b64 = offs_b.to(tl.int64)
-        dt = tl.load(dt_ptr + (b64 * dt_sb + d * dt_sd)[:, None] + pos[None, :], mask=ok,
-                     other=0.0).to(tl.float32)  # (BB, BT)
-        if GATE == 1:
-            delta = dt * gate.to(tl.float32)
-            tl.store(out_ptr + rows[:, None] + pos[None, :], delta.to(out_ptr.dtype.element_ty), mask=ok)
-        else:
-            dd = tl.load(dd_ptr + (b64 * dd_sb + d * dd_sd)[:, None] + pos[None, :], mask=ok,
-                         other=0.0).to(tl.float32)
-            tl.store(gate_ptr + rows[:, None] + pos[None, :], gate, mask=ok)
-            dpre = dd * dt * (sig * (1.0 + pre * (1.0 - sig)))  # SiLU'(pre) = s (1 + pre (1 - s))
-            tl.store(out_ptr + rows[:, None] + pos[None, :], dpre, mask=ok)
+    def _block(ptr, b64, d, sb, sd, pos, ok):
+        """The (BB, BT) block of a strided (B, D, L) tensor at rows b64, channel d, times pos."""
+        return tl.load(ptr + (b64 * sb + d * sd)[:, None] + pos[None, :], mask=ok, other=0.0)
 
     @triton.jit
-    def _conv_kernel(src_ptr, src_sb, src_sd, w_ptr, out_ptr, B, D, L, K, N_TAPS,
-                     bias_ptr, dt_ptr, dt_sb, dt_sd, dd_ptr, dd_sb, dd_sd, gate_ptr,
-                     REVERSE: tl.constexpr, GATE: tl.constexpr, HAS_BIAS: tl.constexpr,
+    def _epilogue(acc, d, b64, pos, ok, out_ptr, out_sb, out_sd, bias_ptr, dt_ptr, dt_sb, dt_sd,
+                  dd_ptr, dd_sb, dd_sd, aux_ptr, aux_sb, aux_sd, MODE: tl.constexpr,
+                  HAS_BIAS: tl.constexpr):
+        """What a block of the conv, acc (BB, BT) fp32, becomes; returns the block's sum of dpre
+        (MODE 2; else 0). MODE 0: out = acc. MODE 3: out = acc + aux (another gradient of the
+        same input), summed in fp32. MODE 1 and 2, Global Selection's gate: pre = acc + bias,
+        gate = SiLU(pre) rounded to dt's dtype, as the unfused mixer computes it; MODE 1 stores
+        delta = dt * gate; MODE 2 stores dpre = ddelta * dt * SiLU'(pre) into out and
+        d dt = ddelta * gate (in ddelta's dtype) into aux."""
+        out = out_ptr + (b64 * out_sb + d * out_sd)[:, None] + pos[None, :]
+        total = 0.0
+        if MODE == 0:
+            tl.store(out, acc.to(out_ptr.dtype.element_ty), mask=ok)
+        elif MODE == 3:
+            more = _block(aux_ptr, b64, d, aux_sb, aux_sd, pos, ok).to(tl.float32)
+            tl.store(out, (acc + more).to(out_ptr.dtype.element_ty), mask=ok)
+        else:
+            pre = acc
+            if HAS_BIAS:
+                pre = pre + tl.load(bias_ptr + d).to(tl.float32)
+            sig = tl.sigmoid(pre)
+            gate = (pre * sig).to(dt_ptr.dtype.element_ty).to(tl.float32)
+            dt = _block(dt_ptr, b64, d, dt_sb, dt_sd, pos, ok).to(tl.float32)  # (BB, BT)
+            if MODE == 1:
+                tl.store(out, (dt * gate).to(out_ptr.dtype.element_ty), mask=ok)
+            else:
+                dd = _block(dd_ptr, b64, d, dd_sb, dd_sd, pos, ok).to(tl.float32)
+                ddt = aux_ptr + (b64 * aux_sb + d * aux_sd)[:, None] + pos[None, :]
+                tl.store(ddt, (dd * gate).to(aux_ptr.dtype.element_ty), mask=ok)
+                dpre = dd * dt * (sig * (1.0 + pre * (1.0 - sig)))  # SiLU'(pre) = s (1 + pre (1 - s))
+                dpre = tl.where(ok, dpre, 0.0)
+                tl.store(out, dpre.to(out_ptr.dtype.element_ty), mask=ok)
+                total = tl.sum(tl.sum(dpre, axis=1), axis=0)
+        return total
+
+    @triton.jit
+    def _conv_kernel(src_ptr, src_sb, src_sd, w_ptr, out_ptr, out_sb, out_sd, B, D, L, K, N_TAPS,
+                     bias_ptr, dt_ptr, dt_sb, dt_sd, dd_ptr, dd_sb, dd_sd, aux_ptr, aux_sb, aux_sd,
+                     part_ptr, REVERSE: tl.constexpr, MODE: tl.constexpr, HAS_BIAS: tl.constexpr,
                      BF16: tl.constexpr, BB: tl.constexpr, BT: tl.constexpr, KP: tl.constexpr):
         """out[b, d, t] = sum_{j < N_TAPS} w[d, j] * src[b, d, t - j] (causal; forward) or
-        src[b, d, t + j] (anti-causal; REVERSE, the input gradient); with GATE > 0 the gate
-        epilogue above instead. One program: channel d, BB batch rows, every time block. The
-        window of a block starting at t0 is its own BT positions plus a halo of KP: before it
-        (t0 - KP..) causal, after it (t0 + BT..) reversed; two dots (own, halo) keep both widths
-        powers of two. src rows (b, d) start at b src_sb + d src_sd (unit stride along L, so a
-        channel slice of xz needs no copy); out is contiguous (B, D, L)."""
+        src[b, d, t + j] (anti-causal; REVERSE, the input gradient), through _epilogue's MODE.
+        One program: channel d, BB batch rows, every time block; in MODE 2 it stores its sum of
+        dpre at part[pid_b, d]. The window of a block starting at t0 is its own BT positions plus
+        a halo of KP: before it (t0 - KP..) causal, after it (t0 + BT..) reversed; two dots (own,
+        halo) keep both widths powers of two. Every tensor's rows (b, d) start at b sb + d sd
+        with unit stride along L, so channel slices and transposed views need no copy."""
         d, pid_b = tl.program_id(0), tl.program_id(1)
         offs_b = pid_b * BB + tl.arange(0, BB)  # (BB,)
         mask_b = offs_b < B
-        rows = (offs_b.to(tl.int64) * D + d) * L  # (BB,) int64: B D L may pass 2^31
-        src_rows = offs_b.to(tl.int64) * src_sb + d * src_sd  # (BB,)
+        b64 = offs_b.to(tl.int64)  # B D L may pass 2^31
+        src_rows = b64 * src_sb + d * src_sd  # (BB,)
         r_own = tl.arange(0, BT)  # window index within the own block
         r_halo = tl.arange(0, KP)  # window index within the halo
         t = tl.arange(0, BT)  # output index within the block
@@ -119,6 +137,7 @@ if triton is not None:
             t_own = _taps(w_row, N_TAPS, t[None, :] - r_own[:, None], BF16)  # (BT, BT)
             t_halo = _taps(w_row, N_TAPS, t[None, :] + KP - r_halo[:, None], BF16)  # (KP, BT)
             halo_start = -KP
+        total = 0.0
         for t0 in range(0, L, BT):
             pos = t0 + r_own  # (BT,)
             pos_h = t0 + halo_start + r_halo  # (KP,)
@@ -129,11 +148,11 @@ if triton is not None:
             halo = tl.load(src_ptr + src_rows[:, None] + pos_h[None, :], mask=ok_h, other=0.0)
             acc = _mm(own, t_own, tl.zeros((BB, BT), dtype=tl.float32), BF16)
             acc = _mm(halo, t_halo, acc, BF16)  # (BB, BT) fp32
-            if GATE == 0:
-                tl.store(out_ptr + rows[:, None] + pos[None, :], acc, mask=ok)
-            else:
-                _gate_epilogue(acc, d, rows, pos, ok, offs_b, out_ptr, bias_ptr, dt_ptr, dt_sb,
-                               dt_sd, dd_ptr, dd_sb, dd_sd, gate_ptr, GATE, HAS_BIAS)
+            total += _epilogue(acc, d, b64, pos, ok, out_ptr, out_sb, out_sd, bias_ptr, dt_ptr,
+                               dt_sb, dt_sd, dd_ptr, dd_sb, dd_sd, aux_ptr, aux_sb, aux_sd, MODE,
+                               HAS_BIAS)
+        if MODE == 2:
+            tl.store(part_ptr + pid_b * D + d, total)
 
     @triton.jit
     def _dkernel_kernel(dout_ptr, x_ptr, x_sb, x_sd, c_ptr, B, D, L, N_SPLIT, BF16: tl.constexpr,
@@ -196,23 +215,28 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
+# _conv_kernel's epilogues (see _epilogue)
+CONV, DELTA, DELTA_BACKWARD, CONV_PLUS = 0, 1, 2, 3
+
+
 def _launch_conv(src: torch.Tensor, kernel: torch.Tensor, out: torch.Tensor, reverse: bool,
-                 bf16: bool, gate: int = 0, bias: torch.Tensor | None = None,
+                 bf16: bool, mode: int = CONV, bias: torch.Tensor | None = None,
                  dt: torch.Tensor | None = None, ddelta: torch.Tensor | None = None,
-                 gate_out: torch.Tensor | None = None) -> None:
-    """One _conv_kernel launch over src (B, D, L) with unit stride along L and a contiguous
-    kernel (D, K), into contiguous out; the gate's tensors as _gate_epilogue takes them (unused
-    pointers get out, which the kernel never reads through them)."""
+                 aux: torch.Tensor | None = None, part: torch.Tensor | None = None) -> None:
+    """One _conv_kernel launch over src (B, D, L) into out (B, D, L), both with unit stride along
+    L, and a contiguous kernel (D, K); the epilogue's tensors as _epilogue takes them (unused
+    pointers get out, which the kernel never reads or writes through them)."""
     batch, dim, length = src.shape
     n_taps, block_b, block_t, halo = _blocks(batch, length, kernel.shape[1])
-    dt_, dd_ = (dt if dt is not None else out), (ddelta if ddelta is not None else out)
+    dt_, dd_, aux_ = (t if t is not None else out for t in (dt, ddelta, aux))
     grid = (dim, triton.cdiv(batch, block_b))
     with _device_of(src):
-        _conv_kernel[grid](src, src.stride(0), src.stride(1), kernel, out, batch, dim, length,
-                           kernel.shape[1], n_taps, bias if bias is not None else out,
-                           dt_, dt_.stride(0), dt_.stride(1), dd_, dd_.stride(0), dd_.stride(1),
-                           gate_out if gate_out is not None else out,
-                           REVERSE=reverse, GATE=gate, HAS_BIAS=bias is not None, BF16=bf16,
+        _conv_kernel[grid](src, src.stride(0), src.stride(1), kernel, out, out.stride(0),
+                           out.stride(1), batch, dim, length, kernel.shape[1], n_taps,
+                           bias if bias is not None else out, dt_, dt_.stride(0), dt_.stride(1),
+                           dd_, dd_.stride(0), dd_.stride(1), aux_, aux_.stride(0), aux_.stride(1),
+                           part if part is not None else out,
+                           REVERSE=reverse, MODE=mode, HAS_BIAS=bias is not None, BF16=bf16,
                            BB=block_b, BT=block_t, KP=halo,
                            num_warps=4 if bf16 else 8)  # fp32 Toeplitz blocks: twice the registers
 
@@ -249,6 +273,14 @@ def _dkernel(dout: torch.Tensor, x: torch.Tensor, width: int, bf16: bool) -> tor
     return torch.nn.functional.pad(grad, (0, width - n_taps))  # taps >= L have zero gradient
 
 
+def _unit_stride(t: torch.Tensor, name: str) -> torch.Tensor:
+    """An output view the kernels may write through: (B, D, L) with unit stride along L."""
+    if t.dim() != 3 or t.stride(-1) != 1:
+        raise ValueError(f"{name} must be (B, D, L) with unit stride along L, got shape "
+                         f"{tuple(t.shape)} strides {t.stride()}")
+    return t
+
+
 def gated_delta(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,
                 dt: torch.Tensor) -> torch.Tensor:
     """Global Selection's delta = dt * SiLU(LongConv(x) + bias), the gate rounded to dt's dtype
@@ -258,30 +290,54 @@ def gated_delta(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None
     dtype, contiguous. Matmul operands in bf16 when x is bf16 (as ``long_conv_triton``)."""
     x, dt = _rows(x), _rows(dt)
     delta = torch.empty(x.shape, device=x.device, dtype=dt.dtype)  # (B, D, L)
-    _launch_conv(x, kernel.contiguous(), delta, False, x.dtype == torch.bfloat16, gate=1,
+    _launch_conv(x, kernel.contiguous(), delta, False, x.dtype == torch.bfloat16, DELTA,
                  bias=bias, dt=dt)
     return delta
 
 
 def gated_delta_backward(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None,
-                         dt: torch.Tensor, ddelta: torch.Tensor
-                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None,
-                                    torch.Tensor]:
-    """Gradients of ``gated_delta`` given ddelta (B, D, L): (dx fp32, dkernel fp32 (D, K),
-    dbias fp32 (D,) or None, and the gate (dt's dtype), from which d dt = ddelta * gate), by a
-    recomputing pass that also forms dpre = ddelta * dt * SiLU'(pre), then the conv's two
-    gradient kernels on dpre."""
+                         dt: torch.Tensor, ddelta: torch.Tensor, ddt_out: torch.Tensor | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Gradients of ``gated_delta`` given ddelta (B, D, L), but for x's:
+    (dpre, dkernel fp32 (D, K), dbias fp32 (D,) or None, ddt). One recomputing pass writes
+    dpre = ddelta * dt * SiLU'(pre), the gradient at the conv's output, in the dtype the conv's
+    gradient kernels round their operands to (bf16 for bf16 x, else fp32; the bias gradient is
+    summed from the fp32 values, per program, in a fixed order), and d dt = ddelta * gate in
+    ddelta's dtype, into ``ddt_out`` when given (any (B, D, L) view with unit stride along L,
+    e.g. the transpose of a (D, B, L) buffer) or a new tensor. x's gradient is
+    ``long_conv_input_grad(dpre, kernel)``."""
     x, dt, ddelta = _rows(x), _rows(dt), _rows(ddelta)
     kernel = kernel.contiguous()
     bf16 = x.dtype == torch.bfloat16
-    dpre = torch.empty(x.shape, device=x.device, dtype=torch.float32)  # (B, D, L)
-    gate = torch.empty(x.shape, device=x.device, dtype=dt.dtype)  # (B, D, L)
-    _launch_conv(x, kernel, dpre, False, bf16, gate=2, bias=bias, dt=dt, ddelta=ddelta,
-                 gate_out=gate)
-    dx = _conv(dpre, kernel, reverse=True, bf16=bf16)  # (B, D, L) fp32
+    dpre = torch.empty(x.shape, device=x.device,
+                       dtype=torch.bfloat16 if bf16 else torch.float32)  # (B, D, L)
+    if ddt_out is None:
+        ddt_out = torch.empty(x.shape, device=x.device, dtype=ddelta.dtype)  # (B, D, L)
+    _unit_stride(ddt_out, "ddt_out")
+    _, block_b, _, _ = _blocks(x.shape[0], x.shape[2], kernel.shape[1])
+    part = torch.empty(triton.cdiv(x.shape[0], block_b), x.shape[1], device=x.device,
+                       dtype=torch.float32)  # (batch blocks, D): each program's sum of dpre
+    _launch_conv(x, kernel, dpre, False, bf16, DELTA_BACKWARD, bias=bias, dt=dt, ddelta=ddelta,
+                 aux=ddt_out, part=part)
     dkernel = _dkernel(dpre, x, kernel.shape[1], bf16)  # (D, K)
-    dbias = dpre.sum(dim=(0, 2)) if bias is not None else None
-    return dx, dkernel, dbias, gate
+    dbias = part.sum(dim=0) if bias is not None else None
+    return dpre, dkernel, dbias, ddt_out
+
+
+def long_conv_input_grad(dout: torch.Tensor, kernel: torch.Tensor, add: torch.Tensor | None = None,
+                         out: torch.Tensor | None = None) -> torch.Tensor:
+    """x's gradient of the long conv given dout (B, D, L) (e.g. ``gated_delta_backward``'s
+    dpre), plus ``add`` (another gradient of x, summed in fp32) when given, written into ``out``
+    (a (B, D, L) view with unit stride along L, e.g. a channel slice of dxz; in its dtype) or a
+    new fp32 tensor. Matmul operands in bf16 when dout is bf16."""
+    dout, kernel = _rows(dout), kernel.contiguous()
+    if out is None:
+        out = torch.empty(dout.shape, device=dout.device, dtype=torch.float32)  # (B, D, L)
+    _unit_stride(out, "out")
+    mode = CONV if add is None else CONV_PLUS
+    _launch_conv(dout, kernel, out, True, dout.dtype == torch.bfloat16, mode,
+                 aux=None if add is None else _rows(add))
+    return out
 
 
 class LongConvTritonFn(torch.autograd.Function):
