@@ -15,7 +15,7 @@
 # matrix[@SUITE[@train=...]] / workers[@SUITE[@train=...]]: mamba's runs per GPU-hour, packed / 8 processes)
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
 # SUITE x SEEDS at small, default pythia,mamba x main x 3, one `mqarbench run` per model so that a
-# time limit loses one model's pack, not all; board@MODELS@SUITE@SEEDS[@ID+ID|@train=TASK+TASK[,lr=LR]] overrides
+# time limit loses one model's pack, not all, and models joined by + as one pack (an ablation's variants); board@MODELS@SUITE@SEEDS[@ID+ID|@train=TASK+TASK[,lr=LR]] overrides
 # those three for one phase, and picks runs; @ since adapter refs hold colons). LANE2="..." (and LANE3)
 # runs more phases at the same time in another process chain (the GPU is shared; a board beside the
 # tests). DEADLINE=S (seconds after the start; the machine's held time) stops board packs from
@@ -60,7 +60,7 @@ pick_runs() {
   done
   echo "$out"
 }
-board_pack() {  # MODEL SUITE SEEDS [run picks]: one `mqarbench run` (one pack) into mqar_runs/board
+board_pack() {  # MODEL[+MODEL] SUITE SEEDS [run picks]: one `mqarbench run` (one pack) into mqar_runs/board
   local model=$1 suite=$2 seeds=$3; shift 3
   local now=$(( $(date +%s) - T0 )) limit=${BOARD_LIMIT:-1200}
   # DEADLINE (s after the session's start): when the machine's held time runs out. A pack cut short
@@ -77,8 +77,8 @@ board_pack() {  # MODEL SUITE SEEDS [run picks]: one `mqarbench run` (one pack) 
     [ "$left" -lt "$limit" ] && limit=$left
   fi
   echo "${now}s board $model $suite x$seeds" >> "$LOG/progress.txt"
-  timeout "$limit" mqarbench run --model "$model" --suite "$suite" --seeds "$seeds" "$@" \
-    --preset small --out mqar_runs/board --no-site > "$LOG/board-${model##*:}-$suite-$BASHPID.log" 2>&1; rc=$?
+  timeout "$limit" mqarbench run --model "${model//+/,}" --suite "$suite" --seeds "$seeds" "$@" \
+    --preset small --out mqar_runs/board --no-site > "$LOG/board-${model##*[:.]}-$suite-$BASHPID.log" 2>&1; rc=$?
   echo "$(( $(date +%s) - T0 ))s board $model $suite rc=$rc" >> "$LOG/progress.txt"
   python3 benchmarks/bench_runner.py mqar_runs/board > "$LOG/board_summary.md" 2>&1  # a poll brings the runs
 }
