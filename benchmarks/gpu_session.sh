@@ -2,7 +2,8 @@
 # One GPU session in the background (setsid), polled by later calls: install, the GPU test suite,
 # the pack throughput benchmark, model step benchmarks, and the packed vs 8-worker run matrices.
 #   setsid nohup bash benchmarks/gpu_session.sh > /tmp/session/driver.log 2>&1 &
-#   later: bash benchmarks/gpu_session.sh poll     (copies the logs, the board runs without weights and their attention/last.npz into $OUT)
+#   later: bash benchmarks/gpu_session.sh poll [S]  (copies the logs, the board runs without weights and their attention/last.npz
+#   into $OUT; with S, first waits up to S seconds, less once "all done": a poll's sleep never holds an idle machine)
 # Carry .whl (the wheels) or .site.txz (benchmarks/wheels.sh) and the Triton cache a `POLL_CACHE=1 ... poll` brought back (slimmed to
 # what a cache hit reads and xz-compressed by triton_cache_out.sh, so that it fits beside the
 # wheels in the 64 MiB carry):  cat triton_cache.txz.part-* > .triton_cache.txz
@@ -23,6 +24,7 @@
 set -u
 LOG=${SESSION_LOG:-/tmp/session}; mkdir -p "$LOG"
 if [ "${1:-}" = poll ]; then
+  for _ in $(seq "${2:-0}"); do grep -qs "all done" "$LOG/progress.txt" && break; sleep 1; done
   cat "$LOG/progress.txt" 2>/dev/null; for f in $(ls -t "$LOG"/*.log "$LOG"/*.md 2>/dev/null | head -2); do echo "== $f"; tail -n 6 "$f"; done
   for f in mqar_runs/cal/*.log; do [ -f "$f" ] && echo "== $f" && tail -n 2 "$f"; done
   tar czf "$OUT/session.tgz" -C "$LOG" . 2>/dev/null

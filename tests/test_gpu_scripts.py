@@ -276,3 +276,28 @@ def test_poll_brings_back_runs_without_weights_and_only_the_last_attention_maps(
     assert names == {"run.json", "best.pt.sha256"}
     with tarfile.open(out / "attention_last.tgz") as maps:
         assert [n for n in maps.getnames() if n.endswith(".npz")] == ["mqar_runs/board/runs/abc/attention/last.npz"]
+
+
+def test_poll_waits_until_the_session_is_done_then_returns_at_once(tmp_path):
+    """`poll S` sleeps up to S seconds but returns as soon as progress.txt says "all done", so a
+    long poll never holds a machine whose work has ended; without it, it waits the S seconds."""
+    import time
+
+    work, out, log = tmp_path / "work", tmp_path / "out", tmp_path / "log"
+    (work / "benchmarks").mkdir(parents=True)
+    (work / "benchmarks" / "gpu_session.sh").write_text((ROOT / "benchmarks" / "gpu_session.sh").read_text())
+    out.mkdir()
+    log.mkdir()
+    env = {**os.environ, "OUT": str(out), "SESSION_LOG": str(log)}
+
+    def poll(seconds: int) -> float:
+        start = time.monotonic()
+        subprocess.run(["bash", "benchmarks/gpu_session.sh", "poll", str(seconds)], cwd=work, check=True,
+                       timeout=120, env=env, capture_output=True)
+        return time.monotonic() - start
+
+    (log / "progress.txt").write_text("0s start board\n")
+    assert poll(2) >= 2  # still running: the whole wait
+    (log / "progress.txt").write_text("0s start board\n900s all done\n")
+    assert poll(100) < 50  # done: at once, not after 100 s
+    assert (out / "session.tgz").exists()
