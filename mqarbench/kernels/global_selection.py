@@ -13,7 +13,8 @@ gate's bias, SiLU and product with dt as its epilogue (``gated_delta``), and its
 one recomputing pass that writes dt_proj's gradient in its own layout (``gated_delta_backward``),
 the kernel gradient, and the input gradient with the short conv's part added in its epilogue,
 written into dxz (``long_conv_input_grad``), instead of a dozen elementwise passes over fp32
-(B, E, L) tensors. The scan's backward writes dz straight into dxz. The unfused path of ``GlobalSelectionMixer`` stays the reference.
+(B, E, L) tensors. The scan's backward writes dz straight into dxz. The unfused path of
+``GlobalSelectionMixer`` stays the reference.
 """
 
 from __future__ import annotations
