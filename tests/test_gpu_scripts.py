@@ -5,6 +5,7 @@ never run on the GPU; the wheels and the Triton cache travel in the forms the sc
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -301,3 +302,18 @@ def test_poll_waits_until_the_session_is_done_then_returns_at_once(tmp_path):
     (log / "progress.txt").write_text("0s start board\n900s all done\n")
     assert poll(100) < 50  # done: at once, not after 100 s
     assert (out / "session.tgz").exists()
+
+
+def test_maintainers_page_names_only_scripts_and_phases_that_exist():
+    """docs/maintaining.md is the how-to for the board's GPU sessions: a renamed script or phase
+    must not leave it pointing at nothing."""
+    page = (ROOT / "docs" / "maintaining.md").read_text()
+    scripts = set(re.findall(r"benchmarks/[\w/]+\.(?:py|sh)", page))
+    assert {"benchmarks/board_todo.py", "benchmarks/gpu_session.sh", "benchmarks/update_board.py"} <= scripts
+    assert [s for s in scripts if not (ROOT / s).is_file()] == []
+    session = (ROOT / "benchmarks" / "gpu_session.sh").read_text()
+    handled = set(re.findall(r"^\s+([\w|@*]+)\)", session, flags=re.M))
+    patterns = {p for case in handled for p in case.split("|")}
+    phases = re.findall(r"^\| `(\w+)", page, flags=re.M)  # the phase table's first column
+    assert {"board", "todo", "tests", "models", "matrix", "wait"} <= set(phases)
+    assert [p for p in phases if p not in patterns and f"{p}@*" not in patterns] == []
