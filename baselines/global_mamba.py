@@ -5,7 +5,8 @@ The step size of the selective scan is gated by a long causal view of the sequen
 where x is the x-branch of in_proj before the short conv, and LongConv is a depthwise causal
 convolution of ``long_kernel`` taps per channel (plus a bias), held as an ``nn.Conv1d`` as in
 the authors' release: tap j of ``long_conv.weight[:, 0]`` multiplies x_{t-K+1+j}, i.e. the
-convolution with K-1 zeros of left padding. It is computed by FFT (``mqarbench.kernels``).
+convolution with K-1 zeros of left padding. It is computed by FFT, or on CUDA for layers of
+at least 1024 channels (`paper`) by Triton kernels (``mqarbench.kernels.long_conv``).
 
 Configuration (class attributes, subclass to change; every one enters the run id):
     long_kernel               taps K (128, as the paper)
@@ -84,8 +85,9 @@ class GlobalSelectionMixer(MambaMixer):
     def kernel_choices(self, device: torch.device) -> dict[str, KernelChoice]:
         inner, choice = global_selection_inner_impl(device)
         if inner is not None and self.use_inner_fn:
-            return {"global_selection_inner": choice, "long_conv": global_long_conv_impl(device)[1]}
-        return {**super().kernel_choices(device), "long_conv": global_long_conv_impl(device)[1]}
+            return {"global_selection_inner": choice,
+                    "long_conv": global_long_conv_impl(device, self.d_inner)[1]}
+        return {**super().kernel_choices(device), "long_conv": global_long_conv_impl(device, self.d_inner)[1]}
 
     def gate(self, x_branch: torch.Tensor) -> torch.Tensor:
         """SiLU(LongConv(x)) (B, E, L) in >= fp32, for x the x-branch before the short conv."""

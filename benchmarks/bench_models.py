@@ -34,7 +34,8 @@ PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12}  # dense bf16 tensor-core pea
 
 
 # the labels of the global_mamba rows timed with MQARBENCH_LONG_CONV set, and its value
-LONG_CONV_ROWS = {"(toeplitz long conv)": "toeplitz", "(triton long conv)": "triton"}
+# (the plain global_mamba row is the default, auto: the FFT at small, the Triton kernels at paper)
+LONG_CONV_ROWS = {"(fft long conv)": "fft", "(toeplitz long conv)": "toeplitz", "(triton long conv)": "triton"}
 
 
 @contextmanager

@@ -155,11 +155,26 @@ def test_fused_path_is_taken_only_on_cuda_with_its_kernels():
 
 def test_gate_kernels_only_with_the_triton_long_conv_on_cuda(monkeypatch):
     """MQARBENCH_LONG_CONV=triton on a CPU falls back to the FFT, and so does the gate."""
-    for value in ("fft", "toeplitz", "triton"):
+    for value in ("auto", "fft", "toeplitz", "triton"):
         monkeypatch.setenv("MQARBENCH_LONG_CONV", value)
-        assert not gs._fused_gate(torch.device("cpu")), value
-    monkeypatch.setattr(gs, "global_long_conv_impl", lambda device: (gs.long_conv_triton, None))
-    assert gs._fused_gate(torch.device("cpu"))  # decided by the dispatched long conv alone
+        assert not gs._fused_gate(torch.device("cpu"), 4096), value
+    monkeypatch.setattr(gs, "global_long_conv_impl", lambda device, width: (gs.long_conv_triton, None))
+    assert gs._fused_gate(torch.device("cpu"), 16)  # decided by the dispatched long conv alone
+
+
+def test_models_show_reports_the_long_conv_of_the_presets_width(monkeypatch):
+    """`mqarbench models show` builds the preset's model on the meta device: at `paper` (1536
+    channels) Global Selection's long conv would take the Triton kernels on CUDA, at `small` the FFT."""
+    from mqarbench.kernels import long_conv as lc
+    from mqarbench.models.describe import available_kernels
+    from mqarbench.models.registry import load_adapter
+
+    monkeypatch.delenv("MQARBENCH_LONG_CONV", raising=False)
+    monkeypatch.setattr(lc, "triton_available", lambda: (True, ""))
+    adapter = load_adapter("global_mamba")
+    assert available_kernels(adapter, "cuda", "paper")["long_conv"] == "triton.long_conv_triton"
+    assert available_kernels(adapter, "cuda", "small")["long_conv"] == "torch.fft.long_conv_fft"
+    assert available_kernels(adapter, "cpu", "paper")["long_conv"] == "torch.fft.long_conv_fft"
 
 
 # --- inits, bias, ablation surface ------------------------------------------------------------

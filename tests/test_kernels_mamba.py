@@ -134,10 +134,36 @@ def test_triton_long_conv_is_opt_in_on_cuda_and_says_why_elsewhere(monkeypatch):
     assert conv is long_conv_fft and choice.path == "torch.fft.long_conv_fft"
     assert "triton" in choice.missing and ("CUDA" in choice.missing or "not importable" in choice.missing)
     monkeypatch.setenv("MQARBENCH_LONG_CONV", "fast")
-    with pytest.raises(UserError, match="MQARBENCH_LONG_CONV='fast': use one of fft, toeplitz, triton"):
+    with pytest.raises(UserError, match="MQARBENCH_LONG_CONV='fast': use one of auto, fft, toeplitz, triton"):
         global_long_conv_impl(cpu)
     monkeypatch.setenv("MQARBENCH_LONG_CONV", "fft")
     assert global_long_conv_impl(cpu)[0] is long_conv_fft
+
+
+@pytest.mark.parametrize("env", [None, "auto"])
+def test_auto_long_conv_takes_triton_on_wide_cuda_layers_only(monkeypatch, env):
+    """Unset (auto): the Triton kernels on CUDA from TRITON_FROM_WIDTH channels (paper's 1536),
+    the FFT below (small's 256), on a CPU, and where Triton is missing; only the device's type is
+    read, so a CUDA device object needs no GPU here."""
+    from mqarbench.kernels import long_conv as lc
+
+    if env is None:
+        monkeypatch.delenv("MQARBENCH_LONG_CONV", raising=False)
+    else:
+        monkeypatch.setenv("MQARBENCH_LONG_CONV", env)
+    monkeypatch.setattr(lc, "triton_available", lambda: (True, ""))
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert lc.TRITON_FROM_WIDTH == 1024
+    conv, choice = lc.global_long_conv_impl(cuda, 1536)
+    assert conv is lc.long_conv_triton and choice.path == "triton.long_conv_triton" and choice.fast
+    assert lc.global_long_conv_impl(cuda, 1024)[0] is lc.long_conv_triton
+    for device, width in [(cuda, 1023), (cuda, 256), (cuda, None), (cpu, 1536)]:
+        conv, choice = lc.global_long_conv_impl(device, width)
+        assert conv is lc.long_conv_fft and choice.missing == "", (device, width)  # the FFT is auto's own choice
+    monkeypatch.setattr(lc, "triton_available", lambda: (False, "triton not importable"))
+    assert lc.global_long_conv_impl(cuda, 1536)[0] is lc.long_conv_fft
+    with force_reference():
+        assert lc.global_long_conv_impl(cuda, 1536)[1].path == "reference.long_conv_direct"
 
 
 def test_fft_length_is_the_smallest_5_smooth_length_at_least_n():

@@ -129,7 +129,7 @@ def _fused_mixer_checks(bias: bool) -> dict:
 
     gs.KERNELS.update(conv=tgs.causal_conv1d_ref, scan_fwd=tgs._ref_scan_fwd,
                       scan_bwd=tgs._ref_scan_bwd)
-    fused_gate, gs._fused_gate = gs._fused_gate, lambda device: True
+    fused_gate, gs._fused_gate = gs._fused_gate, lambda device, width: True
     try:
         torch.manual_seed(2)
         mixer = GlobalSelectionMixer(16, 4, 4, 2, 2, long_kernel=12, bias=bias)

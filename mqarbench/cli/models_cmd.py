@@ -70,7 +70,7 @@ def _show(args: argparse.Namespace) -> int:
     print("packed training on a GPU (CUDA graphs): " + (f"declined: {declined}" if declined else "yes"))
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
-        for op, path in available_kernels(adapter, device).items():
+        for op, path in available_kernels(adapter, device, preset, args.vocab_size, args.max_len).items():
             print(f"kernel on {device}: {op} -> {path}")
     return 0
 

@@ -46,9 +46,10 @@ def module_device(module: torch.nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def kernel_choices(module: torch.nn.Module) -> dict[str, KernelChoice]:
-    """Merge the choices of every dispatching submodule on the module's device."""
-    device = module_device(module)
+def kernel_choices(module: torch.nn.Module, device: torch.device | None = None) -> dict[str, KernelChoice]:
+    """Merge the choices of every dispatching submodule on ``device`` (default: the module's;
+    a module built on the meta device can say what it would take on another)."""
+    device = module_device(module) if device is None else device
     merged: dict[str, KernelChoice] = {}
     for sub in module.modules():
         report = getattr(sub, "kernel_choices", None)

@@ -68,9 +68,10 @@ def _bl_to_bdl(flat: torch.Tensor, batch: int) -> torch.Tensor:
     return flat.view(flat.shape[0], batch, -1).transpose(0, 1)
 
 
-def _fused_gate(device: torch.device) -> bool:
-    """Whether delta comes from the Triton gate kernels (the Triton long conv is dispatched)."""
-    return global_long_conv_impl(device)[0] is long_conv_triton
+def _fused_gate(device: torch.device, width: int) -> bool:
+    """Whether delta comes from the Triton gate kernels (the Triton long conv is dispatched for
+    layers of ``width`` channels)."""
+    return global_long_conv_impl(device, width)[0] is long_conv_triton
 
 
 def _long_kernel(long_weight: torch.Tensor) -> torch.Tensor:
@@ -98,7 +99,7 @@ class GlobalSelectionInnerFn(torch.autograd.Function):
         u_flat = u.transpose(1, 2).reshape(batch * length, -1)  # (B*L, E)
         x_dbl = F.linear(u_flat, x_proj_weight.to(dtype))  # (B*L, R + 2N)
         dt_raw = _bl_to_bdl(dt_proj_weight.to(dtype) @ x_dbl[:, :rank].t(), batch)  # (B, E, L)
-        if _fused_gate(xz.device):
+        if _fused_gate(xz.device, xz.shape[1] // 2):
             delta = gated_delta(x, _long_kernel(long_weight), long_bias, dt_raw)  # (B, E, L)
         else:
             gate = F.silu(long_conv_like_conv1d(x, long_weight, long_bias))  # (B, E, L) fp32
@@ -124,7 +125,7 @@ class GlobalSelectionInnerFn(torch.autograd.Function):
         leaves = [x.detach().requires_grad_(), conv_weight.detach()[:, 0].requires_grad_()]
         if ctx.has_conv_bias:
             leaves.append(conv_bias.detach().requires_grad_())
-        fused_gate = _fused_gate(xz.device)
+        fused_gate = _fused_gate(xz.device, xz.shape[1] // 2)
         if not fused_gate:  # the long conv's weights join the short conv's in autograd
             long_leaves = [long_weight.detach().requires_grad_()]
             if ctx.has_long_bias:

@@ -7,9 +7,11 @@ is the reverse (tap K-1 multiplies x_t), and a bias. For Global Selection's shor
 (``long_conv_toeplitz``; under autocast it runs in bf16 with fp32 accumulation, as the authors'
 nn.Conv1d does), and on CUDA ``MQARBENCH_LONG_CONV=triton`` Triton kernels (``long_conv_triton``:
 Toeplitz blocks on tensor cores, no FFT intermediates; global_selection_inner_fn then takes the
-gate from their epilogue). The toeplitz form was slower than the FFT at ``paper`` on an H200; the
-Triton kernels were faster (docs/benchmarks.md) but stay opt-in, since the board's global_mamba
-runs trained with the FFT.
+gate from their epilogue). Left unset (``auto``), Global Selection takes the Triton kernels on
+CUDA for layers of at least ``TRITON_FROM_WIDTH`` channels and the FFT otherwise: measured on an
+H200 (docs/benchmarks.md), at ``paper`` (1536 channels) the Triton path's step is about 1.34x
+mamba's against the FFT's 2x, while at ``small`` (256 channels) its launches cost more than they
+save. The toeplitz form was slower than the FFT at both sizes.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from mqarbench.errors import UserError
 from mqarbench.kernels import KernelChoice, use_reference
 from mqarbench.kernels.long_conv_triton import long_conv_triton, triton_available
 
-GLOBAL_LONG_CONVS = ("fft", "toeplitz", "triton")  # MQARBENCH_LONG_CONV's values
+GLOBAL_LONG_CONVS = ("auto", "fft", "toeplitz", "triton")  # MQARBENCH_LONG_CONV's values
+# auto: the Triton kernels from this many channels (d_inner) on CUDA. Measured: faster than the
+# FFT at 1536 (paper), slower at 256 (small, launch-bound); the threshold lies between the two.
+TRITON_FROM_WIDTH = 1024
 
 
 def long_conv_direct(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -91,7 +96,7 @@ def long_conv_like_conv1d(x: torch.Tensor, weight: torch.Tensor,
                           bias: torch.Tensor | None = None) -> torch.Tensor:
     """nn.Conv1d(D, D, K, groups=D, padding=K-1)(x)[..., :L] for x (B, D, L) and the module's
     weight (D, 1, K) and bias (D,), in >= fp32, by the dispatched long conv."""
-    conv, _ = global_long_conv_impl(x.device)
+    conv, _ = global_long_conv_impl(x.device, x.shape[1])
     work = torch.promote_types(x.dtype, torch.float32)
     # the Triton kernels take bf16 x as it is (bf16 matmul operands, as nn.Conv1d under autocast)
     # and sum in fp32: an fp32 copy of x would only add traffic
@@ -107,14 +112,19 @@ def long_conv_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
     return long_conv_fft, KernelChoice("torch.fft.long_conv_fft", True)
 
 
-def global_long_conv_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
-    """Global Selection's long conv: the FFT, or as MQARBENCH_LONG_CONV says the block-Toeplitz
-    matmul (toeplitz) or the Triton kernels on CUDA (triton; else the FFT, saying why); the
-    reference when forced."""
-    chosen = os.environ.get("MQARBENCH_LONG_CONV") or "fft"
+def global_long_conv_impl(device: torch.device, width: int | None = None) -> tuple[Callable, KernelChoice]:
+    """Global Selection's long conv for layers of ``width`` channels (d_inner): as
+    MQARBENCH_LONG_CONV says, the FFT (fft), the block-Toeplitz matmul (toeplitz) or the Triton
+    kernels on CUDA (triton; else the FFT, saying why); unset (auto), the Triton kernels on CUDA
+    from TRITON_FROM_WIDTH channels where Triton is there, the FFT otherwise; the reference when
+    forced."""
+    chosen = os.environ.get("MQARBENCH_LONG_CONV") or "auto"
     if chosen not in GLOBAL_LONG_CONVS:
         raise UserError(f"MQARBENCH_LONG_CONV={chosen!r}: use one of {', '.join(GLOBAL_LONG_CONVS)} "
-                        "(or leave it unset for the FFT)")
+                        "(or leave it unset: auto)")
+    if chosen == "auto":
+        wide = width is not None and width >= TRITON_FROM_WIDTH
+        chosen = "triton" if device.type == "cuda" and wide and triton_available()[0] else "fft"
     if use_reference() or chosen == "fft":
         return long_conv_impl(device)
     if chosen == "toeplitz":

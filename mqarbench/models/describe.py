@@ -48,8 +48,11 @@ def describe(adapter: ModelAdapter, preset: str, vocab_size: int = DEFAULT_VOCAB
     )
 
 
-def available_kernels(adapter: ModelAdapter, device: str) -> dict[str, str]:
-    """Which path each op would take on ``device`` here (a tiny build, moved there)."""
-    module = adapter.build("tiny", 64, 64).to(device)
+def available_kernels(adapter: ModelAdapter, device: str, preset: str = "tiny",
+                      vocab_size: int = DEFAULT_VOCAB, max_len: int = DEFAULT_MAX_LEN) -> dict[str, str]:
+    """Which path each op would take on ``device`` here for the preset's model (built on the
+    meta device: a choice may depend on a layer's width, as Global Selection's long conv does)."""
+    with torch.device("meta"):
+        module = adapter.build(preset, vocab_size, max_len)
     return {op: choice.path + (f" ({choice.missing})" if choice.missing else "")
-            for op, choice in sorted(kernel_choices(module).items())}
+            for op, choice in sorted(kernel_choices(module, torch.device(device)).items())}
