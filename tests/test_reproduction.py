@@ -257,3 +257,6 @@ def test_pending_n_gram_ratio_takes_the_boards_in_domain_cell(tmp_path):
     section = out.read_text().split("## Runs waiting for a whole suite")[1]
     row = next(line for line in section.splitlines() if line.startswith("| mamba2 |"))
     assert row.endswith(f"| {rep.fmt(transfer)} | {ratio:.2f} |") and "| not run | not run |" in row
+    # no Table 3 column among its runs: the line beside mamba lists the cells they do hold
+    said = next(line for line in section.splitlines() if line.startswith("- mamba2: no Table 3 column yet"))
+    assert f"k1v1->k2v2 {rep.fmt(transfer)}" in said and "k1v1->k1v1 " in said

@@ -398,7 +398,10 @@ def _pending(pending: Measured, board: Measured) -> list[str]:
     for model, scores in sorted(pending.scores.items()):
         said = [f"{name} {_beside_mamba(scores[c], mamba.get(c))}"
                 for name, c in paper.TABLE3_COLUMNS.items() if scores.get(c) is not None]
-        lines.append(f"- {model}: " + ("; ".join(said) or "no Table 3 column yet") + ".")
+        if not said:  # e.g. only n-gram runs so far: what they hold, train -> test
+            said = ["no Table 3 column yet; its cells: " + ", ".join(
+                f"{train}->{test} {fmt(score)}" for (train, test), score in sorted(scores.items()))]
+        lines.append(f"- {model}: " + "; ".join(said) + ".")
     lines += [""] + [f"- {model}: {src}" for model, src in sorted(pending.sources.items())]
     return lines + [""]
 
