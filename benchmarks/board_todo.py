@@ -95,24 +95,30 @@ def measured_wall_s(index: dict[str, list[Path]]) -> list[Timing]:
 
 
 def pack_seconds(todo: "Todo", timings: list[Timing]) -> int:
-    """Estimated wall time of one pack of todo's missing runs; 0 when unknown. Only runs from
-    packs no larger than this one count (a larger pack's says little about a smaller one). A
-    pack's members train side by side and each ends with its own task (in one gla pack the
-    k4v8-shuffle members took 528 s, the k2v2 ones 720-741 s), so the pack takes about its
-    longest task's time, not the sum of its tasks' (an 18-run rwkv pack of three tasks took
-    1,082 s, a 12-run one of two 1,064 s). More members share the GPU more, so a run timed in a
-    pack of p counts as wall * sqrt(n / p) for a pack of n (an overestimate where measured: the
-    rwkv pack above at 1,303 s), per task the longest, a task without one counting as the
-    longest of the others; the pack's estimate is the longest task's."""
+    """Estimated wall time of one pack of todo's missing runs; 0 when unknown. A pack's members
+    train side by side and each ends with its own task (in one gla pack the k4v8-shuffle members
+    took 528 s, the k2v2 ones 720-741 s), so the pack takes about its longest task's time, not
+    the sum of its tasks' (an 18-run rwkv pack of three tasks took 1,082 s, a 12-run one of two
+    1,064 s). Per task: from runs of packs no larger than this one (n members), each counting as
+    wall * sqrt(n / its pack's size), since more members share the GPU more (an overestimate
+    where measured: the rwkv pack above at 1,303 s), the longest; a task timed only in larger
+    packs takes the shortest of those (fewer members are not slower); a task never timed, the
+    longest of the others."""
     missing = set(todo.to_train)
     tasks = {s.train.task for s in todo.planned if s.run_id in missing}
     own: dict[str, float] = {}
+    larger: dict[str, float] = {}
     for model, task, pack, wall in timings:
-        if model == todo.model and pack <= len(missing):
+        if model != todo.model:
+            continue
+        if pack <= len(missing):
             own[task] = max(wall * math.sqrt(len(missing) / pack), own.get(task, 0.0))
-    if not tasks or not own:
+        else:
+            larger[task] = min(wall, larger.get(task, math.inf))
+    known = {**larger, **own}
+    if not tasks or not known:
         return 0
-    return round(max(own.get(task, max(own.values())) for task in tasks))
+    return round(max(known.get(task, max(known.values())) for task in tasks))
 
 
 def tests_held(run_dir: Path) -> set[TestKey]:

@@ -1,9 +1,11 @@
 """The next GPU machine's board phases: the missing packs spread over lanes to fit before a deadline.
 
     python benchmarks/session_plan.py --deadline 1430 [--lanes 2] [--start 110] [--models all]
-                                      [--suite all] [--seeds 3] [--unknown-s 600]
+                                      [--suite all] [--seeds 3] [--unknown-s 600] [--tasks-per-pack 1]
 
-One pack per (model, training task) that the board still lacks (benchmarks/board_todo.py), each
+One pack per model and training task that the board still lacks (benchmarks/board_todo.py), or
+per ``--tasks-per-pack`` of a model's tasks (in plan order: a pack of three tasks' 18 runs takes
+about as long as one of two tasks' 12, since its members train side by side), each
 with board_todo's estimate of its wall time (`pack_seconds`: the board's own runs of packs no
 larger; ``--unknown-s`` where the model has none). The models with the fewest missing runs first
 (a complete suite becomes a submission), each model's longest pack first, each pack goes to the
@@ -33,7 +35,7 @@ MARGIN = 1.1  # what gpu_session.sh's todo@ phase asks of an estimate before it 
 @dataclass
 class Pack:
     model: str
-    task: str
+    task: str  # training tasks joined by + (a pack of several)
     runs: int
     seconds: int  # estimated wall time
     known: bool  # from the board's runs, not --unknown-s
@@ -52,18 +54,23 @@ class Lane:
         return self.start + sum(p.seconds for p in self.packs)
 
 
-def task_packs(todo: Todo, timings: list, unknown_s: int) -> list[Pack]:
-    """One Pack per training task among todo's missing runs, in plan order."""
+def task_packs(todo: Todo, timings: list, unknown_s: int, tasks_per_pack: int = 1) -> list[Pack]:
+    """One Pack per ``tasks_per_pack`` training tasks among todo's missing runs, in plan order."""
+    if tasks_per_pack < 1:
+        raise UserError(f"--tasks-per-pack must be at least 1, got {tasks_per_pack}")
     missing = set(todo.to_train)
     by_task: dict[str, list] = {}
     for spec in todo.planned:
         if spec.run_id in missing:
             by_task.setdefault(spec.train.task, []).append(spec)
+    tasks = list(by_task)
     packs = []
-    for task, specs in by_task.items():
+    for i in range(0, len(tasks), tasks_per_pack):
+        group = tasks[i:i + tasks_per_pack]
+        specs = [spec for task in group for spec in by_task[task]]
         one = Todo(todo.model, specs, absent=[s.run_id for s in specs])
         seconds = pack_seconds(one, timings)
-        packs.append(Pack(todo.model, task, len(specs), seconds or unknown_s, bool(seconds)))
+        packs.append(Pack(todo.model, "+".join(group), len(specs), seconds or unknown_s, bool(seconds)))
     return packs
 
 
@@ -107,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lanes", type=int, default=2)
     p.add_argument("--start", type=int, default=0, help="seconds before the lanes start (kernel checks first)")
     p.add_argument("--unknown-s", type=int, default=600, help="a pack's guess where the board has no timing")
+    p.add_argument("--tasks-per-pack", type=int, default=1, help="a model's training tasks per pack (one process)")
     add_board_args(p)
     args = p.parse_args(argv)
     try:
@@ -115,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         todos = board_todo(resolve_models(args.models), args.suite, args.seeds, args.preset, args.root,
                            data_dir, index=index)
         timings = measured_wall_s(index)
-        packs = [pack for todo in todos for pack in task_packs(todo, timings, args.unknown_s)]
+        packs = [pack for todo in todos for pack in task_packs(todo, timings, args.unknown_s, args.tasks_per_pack)]
         slots, left = plan(packs, args.lanes, args.start, args.deadline)
     except UserError as err:
         return report(err)

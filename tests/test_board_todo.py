@@ -76,9 +76,9 @@ def test_printed_phase_and_ids(board, capsys):
 
 def test_pack_seconds_from_the_boards_runs_of_packs_no_larger(tmp_path):
     """The estimate: per task the longest wall time among runs of packs no larger than the one to
-    train, scaled by sqrt(members / their pack's size), a task never timed counting as the longest
-    timed one; the pack takes its longest task's time (members train side by side); 0 with
-    nothing timed."""
+    train, scaled by sqrt(members / their pack's size); a task timed only in larger packs, the
+    shortest of those; a task never timed, the longest timed one; the pack takes its longest
+    task's time (members train side by side); 0 with nothing timed."""
     data, root = tmp_path / "data", tmp_path / "leaderboard"
     specs = plan_runs(["pythia"], "main", "tiny", suite_datasets("main", "tiny", data), sweep("tiny"), [0], root)
     by = {s.train.task: s for s in specs}
@@ -92,11 +92,13 @@ def test_pack_seconds_from_the_boards_runs_of_packs_no_larger(tmp_path):
     [todo] = todo_mod.board_todo(["pythia"], "main", 1, "tiny", root, data, ["shuffle", "k2v2"], index=index)
     # two lrs per task in `tiny`? whatever the plan holds, both tasks are missing (no results)
     assert {s.train.task for s in todo.planned} == {"shuffle", "k2v2"} and set(todo.to_train) == {s.run_id for s in todo.planned}
-    assert todo.pack_s == 300  # shuffle's own 100 s; k2v2 only from a larger pack: the longest, 300
+    assert todo.pack_s == 900  # shuffle's own 100 s; k2v2 timed only in a larger pack: its 900 s, an upper bound
     [both] = todo_mod.board_todo(["pythia"], "main", 1, "tiny", root, data, ["shuffle", "standard"], index=index)
     assert both.pack_s == 300  # both timed in packs of 2: side by side, the longer one's 300 s, not 400
     [twice] = todo_mod.board_todo(["pythia"], "main", 2, "tiny", root, data, ["shuffle", "standard"], index=index)
     assert len(twice.to_train) == 4 and twice.pack_s == round(300 * 2 ** 0.5)  # twice the members: x sqrt(4 / 2)
+    [larger_only] = todo_mod.board_todo(["pythia"], "main", 1, "tiny", root, data, ["k2v2"], index=index)
+    assert larger_only.pack_s == 900
     [none] = todo_mod.board_todo(["pythia"], "main", 1, "tiny", tmp_path / "empty", data, ["shuffle"], index={})
     assert none.pack_s == 0
 

@@ -53,7 +53,30 @@ def test_task_packs_take_board_todos_estimate_or_the_guess(tmp_path):
     todo = plan_mod.Todo("pythia", specs, absent=[s.run_id for s in specs])
     tasks = list(dict.fromkeys(s.train.task for s in specs))  # plan order
     timed = plan_mod.task_packs(todo, [("pythia", "standard", 1, 300.0), ("pythia", "k2v2", 99, 5.0), ("other", "shuffle", 1, 9.0)], 600)
-    assert [(p.task, p.seconds, p.known) for p in timed] == [(t, 300, True) for t in tasks]
+    # k2v2 timed only in a larger pack: that 5 s bounds it; the others: standard's 300 s
+    assert [(p.task, p.seconds, p.known) for p in timed] == [(t, 5 if t == "k2v2" else 300, True) for t in tasks]
     assert sum(p.runs for p in timed) == len(specs)
     guessed = plan_mod.task_packs(todo, [], 600)
     assert {(p.seconds, p.known) for p in guessed} == {(600, False)}
+
+
+def test_several_tasks_per_pack_make_one_phase_each(tmp_path):
+    from mqarbench.runner.hparams import sweep
+    from mqarbench.runner.plan import plan_runs, suite_datasets
+
+    root = tmp_path / "leaderboard"
+    specs = plan_runs(["pythia"], "main", "tiny", suite_datasets("main", "tiny", tmp_path / "data"),
+                      sweep("tiny"), [0], root)
+    todo = plan_mod.Todo("pythia", specs, absent=[s.run_id for s in specs])
+    tasks = list(dict.fromkeys(s.train.task for s in specs))
+    assert len(tasks) == 4
+    packs = plan_mod.task_packs(todo, [("pythia", "standard", 1, 300.0), ("pythia", "shuffle", 1, 100.0)], 600, 3)
+    assert [p.task for p in packs] == ["+".join(tasks[:3]), tasks[3]]
+    assert [p.runs for p in packs] == [3 * len(specs) // 4, len(specs) // 4]
+    # three tasks' runs side by side: the longest task's time, scaled by sqrt(3 runs / 1), not a sum
+    assert packs[0].seconds == round(300 * 3 ** 0.5) and packs[0].known
+    slots, _ = plan_mod.plan(packs, 1, 0, 5000)
+    assert plan_mod.render(slots, [], "main", 1, 5000)[1] == (
+        f'PHASES="todo@pythia@main@1@train={packs[0].task} todo@pythia@main@1@train={tasks[3]}"')
+    with pytest.raises(plan_mod.UserError, match="--tasks-per-pack"):
+        plan_mod.task_packs(todo, [], 600, 0)
