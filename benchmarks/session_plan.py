@@ -6,8 +6,8 @@
 One pack per model and training task that the board still lacks (benchmarks/board_todo.py), or
 per ``--tasks-per-pack`` of a model's tasks (in plan order: a pack of three tasks' 18 runs takes
 about as long as one of two tasks' 12, since its members train side by side), each
-with board_todo's estimate of its wall time (`pack_seconds`: the board's own runs of packs no
-larger; ``--unknown-s`` where the model has none). The models with the fewest missing runs first
+with board_todo's estimate of its wall time (`pack_seconds`, from the board's own runs;
+``--unknown-s`` where the model has none). The models with the fewest missing runs first
 (a complete suite becomes a submission), each model's longest pack first, each pack goes to the
 lane that is free soonest, if it ends there with a tenth to spare before ``--deadline`` (seconds after the
 session's start, as gpu_session.sh's DEADLINE; the lanes start at ``--start``, after the kernel
