@@ -30,9 +30,13 @@ class ModelInfo:
 def count_params(adapter: ModelAdapter, preset: str, vocab_size: int = DEFAULT_VOCAB,
                  max_len: int = DEFAULT_MAX_LEN) -> int:
     """Parameter count, built on the meta device so a 150M model allocates nothing."""
+    return sum(p.numel() for p in meta_build(adapter, preset, vocab_size, max_len).parameters())
+
+
+def meta_build(adapter: ModelAdapter, preset: str, vocab_size: int, max_len: int) -> torch.nn.Module:
+    """The preset's model on the meta device: its shapes and structure, no memory."""
     with torch.device("meta"):
-        module = adapter.build(preset, vocab_size, max_len)
-    return sum(p.numel() for p in module.parameters())
+        return adapter.build(preset, vocab_size, max_len)
 
 
 def describe(adapter: ModelAdapter, preset: str, vocab_size: int = DEFAULT_VOCAB,
@@ -52,7 +56,6 @@ def available_kernels(adapter: ModelAdapter, device: str, preset: str = "tiny",
                       vocab_size: int = DEFAULT_VOCAB, max_len: int = DEFAULT_MAX_LEN) -> dict[str, str]:
     """Which path each op would take on ``device`` here for the preset's model (built on the
     meta device: a choice may depend on a layer's width, as Global Selection's long conv does)."""
-    with torch.device("meta"):
-        module = adapter.build(preset, vocab_size, max_len)
+    module = meta_build(adapter, preset, vocab_size, max_len)
     return {op: choice.path + (f" ({choice.missing})" if choice.missing else "")
             for op, choice in sorted(kernel_choices(module, torch.device(device)).items())}
