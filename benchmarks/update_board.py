@@ -10,6 +10,8 @@ suites (`main`, `all`) whose every planned run (seeds 0..N-1) is there with ever
 the submission, through `mqarbench leaderboard submit`, with the earlier metadata (``--notes``
 replaces the notes); the runs no covered suite plans wait in ``leaderboard/pending/<model>/runs/``.
 The board changes only once the new submission validates, and never loses a suite it claimed.
+A model without a submission yet keeps its runs in pending/ until a first suite is complete; that
+first submission is made by hand (`mqarbench leaderboard submit`), since it needs the model's metadata.
 """
 
 from __future__ import annotations
@@ -73,12 +75,16 @@ def update(model: str, new_dirs: list[Path], seeds: int, preset: str, root: Path
            data_dir: Path, notes: str | None) -> str:
     name = f"baseline-{model.replace('_', '-')}-{preset}"
     submission, pending = root / "submissions" / name, root / "pending" / model / "runs"
-    if not (submission / METADATA_FILE).is_file():
-        raise UserError(f"{submission}: no {METADATA_FILE}; submit the model's first runs with "
-                        "`mqarbench leaderboard submit`")
-    old = load_metadata(submission / METADATA_FILE)
     runs, n_new = merged_runs(model, submission, pending, new_dirs)
     covered = coverage(model, runs, seeds, preset, root, data_dir)
+    if not (submission / METADATA_FILE).is_file():
+        if covered:
+            raise UserError(
+                f"{submission}: no {METADATA_FILE}, and the runs now cover {', '.join(covered)}; nothing "
+                f"changed: copy {pending}/* into {new_dirs[0]}/runs/ and submit them with "
+                f"`mqarbench leaderboard submit --results {new_dirs[0]} --name {name} --suite ...`")
+        return update_pending(runs, pending, root / f".update-{model}-{os.getpid()}", n_new)
+    old = load_metadata(submission / METADATA_FILE)
     lost = [s for s in old.suites if s not in covered]
     if lost:
         raise UserError(f"{name} claims {', '.join(lost)} but the merged runs do not cover it; "
@@ -99,18 +105,34 @@ def update(model: str, new_dirs: list[Path], seeds: int, preset: str, root: Path
         # swap in: the old folder is moved aside first so that a failure here loses nothing
         os.replace(submission, staging / "old")
         os.replace(built, submission)
-        if pending.exists():
-            os.replace(pending, staging / "old-pending")
-        if (staging / "pending" / "runs").is_dir():
-            pending.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / "pending" / "runs", pending)
-        elif pending.parent.is_dir() and not any(pending.parent.iterdir()):
-            pending.parent.rmdir()
+        swap_pending(staging, pending)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     waiting = len(runs) - len(on_board)
     return (f"{name}: {len(on_board)} runs, suites {', '.join(covered)} ({n_new} new); "
             f"{waiting} waiting in {pending if waiting else 'no pending folder'}")
+
+
+def swap_pending(staging: Path, pending: Path) -> None:
+    """Put ``staging/pending/runs`` in place of ``pending`` (removing its model folder if empty)."""
+    if pending.exists():
+        os.replace(pending, staging / "old-pending")
+    if (staging / "pending" / "runs").is_dir():
+        pending.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / "pending" / "runs", pending)
+    elif pending.parent.is_dir() and not any(pending.parent.iterdir()):
+        pending.parent.rmdir()
+
+
+def update_pending(runs: dict[str, Path], pending: Path, staging: Path, n_new: int) -> str:
+    """A model with no submission: every merged run waits in ``pending``."""
+    try:
+        for run_id, path in runs.items():
+            shutil.copytree(path, staging / "pending" / "runs" / run_id)
+        swap_pending(staging, pending)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return f"{pending.parent.name}: no submission yet; {len(runs)} runs ({n_new} new) waiting in {pending}"
 
 
 def main(argv: list[str] | None = None) -> int:

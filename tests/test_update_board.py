@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench_scripts import load_script
-from mqarbench.leaderboard.metadata import SubmissionMetadata, load_metadata, write_metadata
+from mqarbench.leaderboard.metadata import load_metadata
 from mqarbench.leaderboard.validate import validate_path
 from mqarbench.results.store import overall_scores, to_table, write_results
 from mqarbench.runner.hparams import sweep
@@ -124,9 +124,29 @@ def test_no_new_runs_and_no_submission_are_one_line_errors(board, tmp_path, caps
     assert "no finished run of model 'pythia'" in capsys.readouterr().err
     assert run(root, data, "--runs", str(tmp_path / "nope")) == 2
     assert "no runs/ folder" in capsys.readouterr().err
-    meta = load_metadata(root / "submissions" / NAME / "metadata.yaml")
-    write_metadata(root / "submissions" / NAME / "metadata.yaml",
-                   SubmissionMetadata.model_validate({**meta.model_dump(), "suites": ["main"]}))
-    assert update_mod.main(["--model", "mamba", "--preset", "tiny", "--root", str(root), "--data-dir", str(data),
-                            "--runs", str(tmp_path / "empty")]) == 2
-    assert "baseline-mamba-tiny: no metadata.yaml" in capsys.readouterr().err
+
+
+def test_a_model_without_a_submission_keeps_its_runs_pending_until_a_suite_is_complete(
+        board, catalog, tmp_path, capsys):
+    root, data = board
+    sub = root / "submissions" / NAME
+    moved = tmp_path / "moved"
+    sub.rename(moved)  # pythia as a model whose runs have never been submitted
+    specs = plan("main", data)
+    first, second = tmp_path / "first_session", tmp_path / "second_session"
+    for spec in specs[:2]:
+        write_run(first, catalog, spec)
+    assert run(root, data, "--runs", str(first)) == 0
+    assert "no submission yet; 2 runs (2 new)" in capsys.readouterr().out
+    pending = root / "pending" / MODEL / "runs"
+    assert sorted(p.name for p in pending.iterdir()) == sorted(s.run_id for s in specs[:2])
+    write_run(second, catalog, specs[2])
+    assert run(root, data, "--runs", str(second)) == 0
+    assert sorted(p.name for p in pending.iterdir()) == sorted(s.run_id for s in specs[:3])
+    for spec in specs[3:]:  # the rest of `main`: a first suite complete needs a first submission
+        write_run(second, catalog, spec)
+    assert run(root, data, "--runs", str(second)) == 2
+    err = capsys.readouterr().err
+    assert "no metadata.yaml, and the runs now cover main; nothing changed" in err and err.count("\n") == 1
+    assert sorted(p.name for p in pending.iterdir()) == sorted(s.run_id for s in specs[:3])
+    assert not sub.exists() and not list(root.glob(".update-*"))
