@@ -77,18 +77,22 @@ def index_runs(root: Path) -> dict[str, list[Path]]:
     return found
 
 
-Timing = tuple[str, str, int, float]  # (model, train task, pack size, wall s) of one run
+Timing = tuple[str, str, int, float, float | None]  # (model, train task, pack size, wall s, training tokens)
 
 
 def measured_wall_s(index: dict[str, list[Path]]) -> list[Timing]:
-    """Every board run's wall time (run.json), with its model, train task and pack size."""
+    """Every board run's wall time (run.json), with its model, train task, pack size and the tokens
+    it trained (None where run.json does not say)."""
     found = []
     for dirs in index.values():
         for run_dir in dirs:
             try:
                 info = json.loads((run_dir / "run.json").read_text())
+                timing = info["timing"]
+                rate, train_s = info.get("train_tokens_per_s"), timing.get("train_s")
+                tokens = float(rate) * float(train_s) if rate and train_s else None
                 found.append((info["model"], info["train_task"], int(info.get("pack_size") or 1),
-                              float(info["timing"]["wall_s"])))
+                              float(timing["wall_s"]), tokens))
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # no timing (an old or hand-made run): no estimate from it
     return found
@@ -102,13 +106,19 @@ def pack_seconds(todo: "Todo", timings: list[Timing]) -> int:
     1,064 s). Per task: from runs of packs no larger than this one (n members), each counting as
     wall * sqrt(n / its pack's size), since more members share the GPU more (an overestimate
     where measured: the rwkv pack above at 1,303 s), the longest; a task timed only in larger
-    packs takes the shortest of those (fewer members are not slower); a task never timed, the
-    longest of the others."""
+    packs takes the shortest of those (fewer members are not slower). A task this model never
+    trained takes another task's time scaled by their training tokens (a task's tokens are the
+    same for every model; the most any board run trained), the longest such: rwkv7's standard,
+    shuffle and last train 178.6 M tokens a run, its k2v2 97.9 M, and were half done when its
+    k2v2 members had finished."""
     missing = set(todo.to_train)
     tasks = {s.train.task for s in todo.planned if s.run_id in missing}
     own: dict[str, float] = {}
     larger: dict[str, float] = {}
-    for model, task, pack, wall in timings:
+    tokens: dict[str, float] = {}
+    for model, task, pack, wall, trained in timings:
+        if trained:
+            tokens[task] = max(trained, tokens.get(task, 0.0))
         if model != todo.model:
             continue
         if pack <= len(missing):
@@ -118,7 +128,13 @@ def pack_seconds(todo: "Todo", timings: list[Timing]) -> int:
     known = {**larger, **own}
     if not tasks or not known:
         return 0
-    return round(max(known.get(task, max(known.values())) for task in tasks))
+
+    def untimed(task: str) -> float:
+        if task not in tokens:
+            return max(known.values())
+        return max(wall * tokens[task] / tokens[k] if k in tokens else wall for k, wall in known.items())
+
+    return round(max(known[task] if task in known else untimed(task) for task in tasks))
 
 
 def tests_held(run_dir: Path) -> set[TestKey]:

@@ -103,6 +103,27 @@ def test_pack_seconds_from_the_boards_runs_of_packs_no_larger(tmp_path):
     assert none.pack_s == 0
 
 
+def test_pack_seconds_of_a_task_never_trained_scales_by_its_tokens(tmp_path):
+    """A task the model never trained: another task's time x the ratio of their training tokens,
+    which any model's runs give (a task's tokens do not depend on the model)."""
+    data, root = tmp_path / "data", tmp_path / "leaderboard"
+    specs = plan_runs(["pythia", "mamba"], "main", "tiny", suite_datasets("main", "tiny", data), sweep("tiny"),
+                      [0], root)
+    by = {(s.model, s.train.task): s for s in specs}
+    runs = [("pythia", "k2v2", 600.0, 100e6), ("mamba", "standard", 50.0, 250e6), ("mamba", "k2v2", 20.0, 100e6)]
+    for model, task, wall, tokens in runs:
+        run_dir = root / "pending" / model / "runs" / by[(model, task)].run_id
+        run_dir.mkdir(parents=True)
+        (run_dir / "run.json").write_text(json.dumps({
+            "model": model, "train_task": task, "pack_size": 1, "train_tokens_per_s": tokens / wall,
+            "timing": {"wall_s": wall, "train_s": wall}}))
+    index = todo_mod.index_runs(root)
+    [todo] = todo_mod.board_todo(["pythia"], "main", 1, "tiny", root, data, ["standard"], index=index)
+    assert len(todo.to_train) == 1 and todo.pack_s == round(600 * 250 / 100)  # not k2v2's 600 s
+    [shuffle] = todo_mod.board_todo(["pythia"], "main", 1, "tiny", root, data, ["shuffle"], index=index)
+    assert shuffle.pack_s == 600  # no model trained shuffle: its tokens are unknown, the longest time
+
+
 def test_train_picks_the_runs_of_those_tasks(board, capsys):
     specs, by, data, root = board
     common = [*ARGS[2:], "--root", str(root), "--data-dir", str(data), "--ids-only", "pythia"]
