@@ -106,7 +106,8 @@ def pack_seconds(todo: "Todo", timings: list[Timing]) -> int:
     1,064 s). Per task: from runs of packs no larger than this one (n members), each counting as
     wall * sqrt(n / its pack's size), since more members share the GPU more (an overestimate
     where measured: the rwkv pack above at 1,303 s), the longest; a task timed only in larger
-    packs takes the shortest of those (fewer members are not slower). A task this model never
+    packs takes the shortest of those (fewer members are not slower). A run that early stopping
+    ended counts at its time scaled to the task's full training tokens. A task this model never
     trained takes another task's time scaled by their training tokens (a task's tokens are the
     same for every model; the most any board run trained), the longest such: rwkv7's standard,
     shuffle and last train 178.6 M tokens a run, its k2v2 97.9 M, and were half done when its
@@ -116,11 +117,14 @@ def pack_seconds(todo: "Todo", timings: list[Timing]) -> int:
     own: dict[str, float] = {}
     larger: dict[str, float] = {}
     tokens: dict[str, float] = {}
-    for model, task, pack, wall, trained in timings:
+    for _, task, _, _, trained in timings:
         if trained:
             tokens[task] = max(trained, tokens.get(task, 0.0))
+    for model, task, pack, wall, trained in timings:
         if model != todo.model:
             continue
+        if trained:  # a run that stopped early counts as the whole run it would have trained
+            wall *= tokens[task] / trained
         if pack <= len(missing):
             own[task] = max(wall * math.sqrt(len(missing) / pack), own.get(task, 0.0))
         else:

@@ -122,6 +122,17 @@ def test_pack_seconds_of_a_task_never_trained_scales_by_its_tokens(tmp_path):
     assert len(todo.to_train) == 1 and todo.pack_s == round(600 * 250 / 100)  # not k2v2's 600 s
     [shuffle] = todo_mod.board_todo(["pythia"], "main", 1, "tiny", root, data, ["shuffle"], index=index)
     assert shuffle.pack_s == 600  # no model trained shuffle: its tokens are unknown, the longest time
+    # a pythia run on k2v2 that early stopping ended after 30 s, a fifth of the tokens: not a 30 s task
+    early = root / "pending" / "mamba" / "runs" / "early"
+    early.mkdir(parents=True)
+    (early / "run.json").write_text(json.dumps({
+        "model": "pythia", "train_task": "k2v2", "pack_size": 1, "train_tokens_per_s": 20e6 / 30.0,
+        "timing": {"wall_s": 30.0, "train_s": 30.0}}))
+    timings = todo_mod.measured_wall_s(todo_mod.index_runs(root))
+    [k2v2] = todo_mod.board_todo(["pythia"], "main", 1, "tiny", root, data, ["k2v2"], index=index)
+    assert todo_mod.pack_seconds(k2v2, timings) == 600  # max(600, 30 * 100 / 20 = 150)
+    timings = [t for t in timings if t[3] != 600.0]
+    assert todo_mod.pack_seconds(k2v2, timings) == 150
 
 
 def test_train_picks_the_runs_of_those_tasks(board, capsys):
