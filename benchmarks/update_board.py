@@ -82,7 +82,8 @@ def update(model: str, new_dirs: list[Path], seeds: int, preset: str, root: Path
             raise UserError(
                 f"{submission}: no {METADATA_FILE}, and the runs now cover {', '.join(covered)}; nothing "
                 f"changed: copy {pending}/* into {new_dirs[0]}/runs/ and submit them with "
-                f"`mqarbench leaderboard submit --results {new_dirs[0]} --name {name} --suite ...`")
+                f"`mqarbench leaderboard submit --results {new_dirs[0]} --name {name} --model-name {model} "
+                f"{' '.join('--suite ' + suite for suite in covered)} --authors ... --link ... --adapter-source ...`")
         return update_pending(runs, pending, root / f".update-{model}-{os.getpid()}", n_new)
     old = load_metadata(submission / METADATA_FILE)
     lost = [s for s in old.suites if s not in covered]

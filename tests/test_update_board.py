@@ -148,5 +148,6 @@ def test_a_model_without_a_submission_keeps_its_runs_pending_until_a_suite_is_co
     assert run(root, data, "--runs", str(second)) == 2
     err = capsys.readouterr().err
     assert "no metadata.yaml, and the runs now cover main; nothing changed" in err and err.count("\n") == 1
+    assert f"--name {NAME} --model-name {MODEL} --suite main --authors" in err
     assert sorted(p.name for p in pending.iterdir()) == sorted(s.run_id for s in specs[:3])
     assert not sub.exists() and not list(root.glob(".update-*"))
