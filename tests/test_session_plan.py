@@ -52,7 +52,8 @@ def test_task_packs_take_board_todos_estimate_or_the_guess(tmp_path):
                       sweep("tiny"), [0], root)
     todo = plan_mod.Todo("pythia", specs, absent=[s.run_id for s in specs])
     tasks = list(dict.fromkeys(s.train.task for s in specs))  # plan order
-    timed = plan_mod.task_packs(todo, [("pythia", "standard", 1, 300.0), ("pythia", "k2v2", 99, 5.0), ("other", "shuffle", 1, 9.0)], 600)
+    timings = [("pythia", "standard", 1, 300.0, None), ("pythia", "k2v2", 99, 5.0, None), ("other", "shuffle", 1, 9.0, None)]
+    timed = plan_mod.task_packs(todo, timings, 600)
     # k2v2 timed only in a larger pack: that 5 s bounds it; the others: standard's 300 s
     assert [(p.task, p.seconds, p.known) for p in timed] == [(t, 5 if t == "k2v2" else 300, True) for t in tasks]
     assert sum(p.runs for p in timed) == len(specs)
@@ -70,7 +71,7 @@ def test_several_tasks_per_pack_make_one_phase_each(tmp_path):
     todo = plan_mod.Todo("pythia", specs, absent=[s.run_id for s in specs])
     tasks = list(dict.fromkeys(s.train.task for s in specs))
     assert len(tasks) == 4
-    packs = plan_mod.task_packs(todo, [("pythia", "standard", 1, 300.0), ("pythia", "shuffle", 1, 100.0)], 600, 3)
+    packs = plan_mod.task_packs(todo, [("pythia", "standard", 1, 300.0, None), ("pythia", "shuffle", 1, 100.0, None)], 600, 3)
     assert [p.task for p in packs] == ["+".join(tasks[:3]), tasks[3]]
     assert [p.runs for p in packs] == [3 * len(specs) // 4, len(specs) // 4]
     # three tasks' runs side by side: the longest task's time, scaled by sqrt(3 runs / 1), not a sum
