@@ -10,8 +10,9 @@ suites (`main`, `all`) whose every planned run (seeds 0..N-1) is there with ever
 the submission, through `mqarbench leaderboard submit`, with the earlier metadata (``--notes``
 replaces the notes); the runs no covered suite plans wait in ``leaderboard/pending/<model>/runs/``.
 The board changes only once the new submission validates, and never loses a suite it claimed.
-A model without a submission yet keeps its runs in pending/ until a first suite is complete; that
-first submission is made by hand (`mqarbench leaderboard submit`), since it needs the model's metadata.
+A model without a submission yet keeps its runs in pending/ until a first suite is complete; then
+``leaderboard/pending/<model>/metadata.yaml`` (written beforehand, with the fields of
+`mqarbench leaderboard submit`) becomes its first submission's metadata.
 """
 
 from __future__ import annotations
@@ -77,16 +78,20 @@ def update(model: str, new_dirs: list[Path], seeds: int, preset: str, root: Path
     submission, pending = root / "submissions" / name, root / "pending" / model / "runs"
     runs, n_new = merged_runs(model, submission, pending, new_dirs)
     covered = coverage(model, runs, seeds, preset, root, data_dir)
-    if not (submission / METADATA_FILE).is_file():
-        if covered:
-            raise UserError(
-                f"{submission}: no {METADATA_FILE}, and the runs now cover {', '.join(covered)}; nothing "
-                f"changed: copy {pending}/* into {new_dirs[0]}/runs/ and submit them with "
-                f"`mqarbench leaderboard submit --results {new_dirs[0]} --name {name} --model-name {model} "
-                f"{' '.join('--suite ' + suite for suite in covered)} --authors ... --link ... --adapter-source ...`")
+    first_meta = pending.parent / METADATA_FILE  # a first submission's metadata, waiting with the runs
+    if (submission / METADATA_FILE).is_file():
+        old = load_metadata(submission / METADATA_FILE)
+    elif not covered:
         return update_pending(runs, pending, root / f".update-{model}-{os.getpid()}", n_new)
-    old = load_metadata(submission / METADATA_FILE)
-    lost = [s for s in old.suites if s not in covered]
+    elif first_meta.is_file():
+        old = load_metadata(first_meta)
+    else:
+        raise UserError(
+            f"{submission}: no {METADATA_FILE}, and the runs now cover {', '.join(covered)}; nothing "
+            f"changed: write {first_meta} (the fields of `mqarbench leaderboard submit`: model_name, "
+            "authors, link, adapter_source, preset, date, suites, notes) and run this again")
+    first = not (submission / METADATA_FILE).is_file()  # it claims what the runs cover, nothing before
+    lost = [] if first else [s for s in old.suites if s not in covered]
     if lost:
         raise UserError(f"{name} claims {', '.join(lost)} but the merged runs do not cover it; "
                         "nothing changed (was a run retrained by a smaller suite?)")
@@ -104,7 +109,10 @@ def update(model: str, new_dirs: list[Path], seeds: int, preset: str, root: Path
         if problems:
             raise UserError(f"the new {name} does not validate, nothing changed: {problems[0]}")
         # swap in: the old folder is moved aside first so that a failure here loses nothing
-        os.replace(submission, staging / "old")
+        if first:
+            os.replace(first_meta, staging / "first-metadata.yaml")  # the submission holds it now
+        if submission.exists():
+            os.replace(submission, staging / "old")
         os.replace(built, submission)
         swap_pending(staging, pending)
     finally:

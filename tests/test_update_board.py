@@ -143,11 +143,19 @@ def test_a_model_without_a_submission_keeps_its_runs_pending_until_a_suite_is_co
     write_run(second, catalog, specs[2])
     assert run(root, data, "--runs", str(second)) == 0
     assert sorted(p.name for p in pending.iterdir()) == sorted(s.run_id for s in specs[:3])
-    for spec in specs[3:]:  # the rest of `main`: a first suite complete needs a first submission
+    for spec in specs[3:]:  # the rest of `main`: a first suite complete needs the first metadata
         write_run(second, catalog, spec)
     assert run(root, data, "--runs", str(second)) == 2
     err = capsys.readouterr().err
     assert "no metadata.yaml, and the runs now cover main; nothing changed" in err and err.count("\n") == 1
-    assert f"--name {NAME} --model-name {MODEL} --suite main --authors" in err
+    assert f"write {pending.parent / 'metadata.yaml'}" in err
     assert sorted(p.name for p in pending.iterdir()) == sorted(s.run_id for s in specs[:3])
     assert not sub.exists() and not list(root.glob(".update-*"))
+    (pending.parent / "metadata.yaml").write_text((moved / "metadata.yaml").read_text())
+    assert run(root, data, "--runs", str(second), "--notes", "first of its kind") == 0
+    assert "suites main (" in capsys.readouterr().out
+    meta = load_metadata(sub / "metadata.yaml")
+    assert meta.suites == ["main"] and meta.notes == "first of its kind" and meta.model_name == MODEL
+    assert sorted(p.name for p in (sub / "runs").iterdir()) == sorted(s.run_id for s in specs)
+    assert validate_path(sub, catalog)[1] == []
+    assert not (root / "pending" / MODEL).exists() and not list(root.glob(".update-*"))
