@@ -109,11 +109,11 @@ def update(model: str, new_dirs: list[Path], seeds: int, preset: str, root: Path
         if problems:
             raise UserError(f"the new {name} does not validate, nothing changed: {problems[0]}")
         # swap in: the old folder is moved aside first so that a failure here loses nothing
-        if first:
-            os.replace(first_meta, staging / "first-metadata.yaml")  # the submission holds it now
         if submission.exists():
             os.replace(submission, staging / "old")
         os.replace(built, submission)
+        if first:
+            first_meta.unlink()  # the submission holds it now
         swap_pending(staging, pending)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
