@@ -48,6 +48,12 @@ nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 5
 SAMPLER=$!  # runs until killed: the end waits for the lanes only
 T0=$(date +%s)
 step() { echo "$(( $(date +%s) - T0 ))s start $1" >> "$LOG/progress.txt"; }
+# the GPU extensions must import: a .site.txz packed wrong shows in the first poll, not as runs refused later
+if python3 -c "import selective_scan_cuda, causal_conv1d_cuda" > "$LOG/imports.log" 2>&1; then
+  echo "0s GPU extensions import" >> "$LOG/progress.txt"
+else
+  echo "0s GPU extensions do not import (imports.log; STRIP=0 bash benchmarks/wheels.sh pack)" >> "$LOG/progress.txt"
+fi
 done_() { echo "$(( $(date +%s) - T0 ))s done $1 rc=$2" >> "$LOG/progress.txt"; }
 # a board phase's last field, parts joined by commas: run ids (ID+ID, as --only), train tasks
 # (train=TASK+TASK, as --train), learning rates (lr=LR+LR, as --lr; e.g. an ablation at one rate)
@@ -66,7 +72,7 @@ board_pack() {  # MODEL[+MODEL] SUITE SEEDS [run picks]: one `mqarbench run` (on
   local model=$1 suite=$2 seeds=$3; shift 3
   local now=$(( $(date +%s) - T0 )) limit=${BOARD_LIMIT:-1200}
   # DEADLINE (s after the session's start): when the machine's held time runs out. A pack cut short
-  # keeps nothing (its checkpoints stay on the machine) and slows the lanes beside it, so a pack is
+  # keeps only its finished members (checkpoints stay on the machine) and slows the lanes beside it, so a pack is
   # not started with under MIN_PACK_S left, and is never given more than what is left.
   # PACK_EST (todo@ phases: board_todo.py's estimate from the board's own runs, 0 if unknown)
   # replaces MIN_PACK_S with the pack's expected wall time and a tenth more.

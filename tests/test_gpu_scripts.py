@@ -230,10 +230,20 @@ def test_session_gpu_phase_runs_the_gpu_tests_of_its_files(tmp_path):
     """gpu@FILE+FILE: `pytest -m gpu` on exactly those files, its rc the phase's."""
     work, log, done = run_session(
         tmp_path, "gpu@tests/a.py+tests/b.py", {},
-        {"python3": 'echo "$@" >> python_calls.txt; [ "$7" = tests/a.py ] && exit 3'})
+        {"python3": 'echo "$@" >> python_calls.txt; [ "$7" = tests/a.py ] && exit 3; exit 0'})
     assert done.returncode == 0, done.stderr
-    assert (work / "python_calls.txt").read_text().splitlines() == ["-m pytest -m gpu -q -rs tests/a.py tests/b.py"]
-    assert "done gpu@tests/a.py+tests/b.py rc=3" in (log / "progress.txt").read_text()
+    assert (work / "python_calls.txt").read_text().splitlines() == [
+        "-c import selective_scan_cuda, causal_conv1d_cuda",  # the session's first check: the extensions import
+        "-m pytest -m gpu -q -rs tests/a.py tests/b.py"]
+    progress = (log / "progress.txt").read_text()
+    assert "done gpu@tests/a.py+tests/b.py rc=3" in progress and "0s GPU extensions import\n" in progress
+
+
+def test_session_says_in_its_first_line_when_the_gpu_extensions_do_not_import(tmp_path):
+    _, log, done = run_session(tmp_path, "gpu@tests/a.py", {}, {"python3": "exit 1"})
+    assert done.returncode == 0, done.stderr
+    first = (log / "progress.txt").read_text().splitlines()[0]
+    assert first == "0s GPU extensions do not import (imports.log; STRIP=0 bash benchmarks/wheels.sh pack)"
 
 
 def test_session_matrix_phases_run_the_same_mamba_matrix_both_ways(tmp_path):
