@@ -49,8 +49,8 @@ SAMPLER=$!  # runs until killed: the end waits for the lanes only
 T0=$(date +%s)
 step() { echo "$(( $(date +%s) - T0 ))s start $1" >> "$LOG/progress.txt"; }
 done_() { echo "$(( $(date +%s) - T0 ))s done $1 rc=$2" >> "$LOG/progress.txt"; }
-# the GPU extensions must import: a .site.txz packed wrong shows in the first poll, not as runs refused later
-if python3 -c "import selective_scan_cuda, causal_conv1d_cuda" > "$LOG/imports.log" 2>&1; then
+# the GPU extensions must import (after torch, whose libc10 they link): a .site.txz packed wrong shows in the first poll
+if python3 -c "import torch, selective_scan_cuda, causal_conv1d_cuda" > "$LOG/imports.log" 2>&1; then
   echo "0s GPU extensions import" >> "$LOG/progress.txt"
 else
   echo "0s GPU extensions do not import (imports.log; STRIP=0 bash benchmarks/wheels.sh pack)" >> "$LOG/progress.txt"

@@ -233,7 +233,7 @@ def test_session_gpu_phase_runs_the_gpu_tests_of_its_files(tmp_path):
         {"python3": 'echo "$@" >> python_calls.txt; [ "$7" = tests/a.py ] && exit 3; exit 0'})
     assert done.returncode == 0, done.stderr
     assert (work / "python_calls.txt").read_text().splitlines() == [
-        "-c import selective_scan_cuda, causal_conv1d_cuda",  # the session's first check: the extensions import
+        "-c import torch, selective_scan_cuda, causal_conv1d_cuda",  # the first check: the extensions import (after torch: they link its libc10)
         "-m pytest -m gpu -q -rs tests/a.py tests/b.py"]
     progress = (log / "progress.txt").read_text()
     assert "done gpu@tests/a.py+tests/b.py rc=3" in progress and "0s GPU extensions import\n" in progress
