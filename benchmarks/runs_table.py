@@ -1,6 +1,6 @@
 """Validation accuracy per run and the board's cells, for runs that are not (yet) a submission.
 
-    python benchmarks/runs_table.py leaderboard/pending/rwkv7 leaderboard/pending/gla
+    python benchmarks/runs_table.py leaderboard/submissions/baseline-rwkv7-small mqar_runs/board
 
 For each folder (an `mqarbench run --out`, or any folder holding run directories): one row per
 (model, train task, learning rate) with each seed's validation query accuracy, then every
