@@ -6,7 +6,9 @@ where x is the x-branch of in_proj before the short conv, and LongConv is a dept
 convolution of ``long_kernel`` taps per channel (plus a bias), held as an ``nn.Conv1d`` as in
 the authors' release: tap j of ``long_conv.weight[:, 0]`` multiplies x_{t-K+1+j}, i.e. the
 convolution with K-1 zeros of left padding. It is computed by FFT, or on CUDA for layers of
-at least 1024 channels (`paper`) by Triton kernels (``mqarbench.kernels.long_conv``).
+at least 1024 channels (`paper`) by Triton kernels (``mqarbench.kernels.long_conv``); those
+layers run as one fused function (``mqarbench.kernels.global_selection``), the narrower ones as
+separate kernels, which is faster there.
 
 Configuration (class attributes, subclass to change; every one enters the run id):
     long_kernel               taps K (128, as the paper)
@@ -33,9 +35,14 @@ from baselines.mamba import Mamba, MambaConfig, MambaLM, MambaMixer
 from mqarbench.errors import UserError
 from mqarbench.kernels import KernelChoice
 from mqarbench.kernels.global_selection import global_selection_inner_impl
-from mqarbench.kernels.long_conv import global_long_conv_impl, long_conv_like_conv1d
+from mqarbench.kernels.long_conv import TRITON_FROM_WIDTH, global_long_conv_impl, long_conv_like_conv1d
 
 INITS = ("authors", "ours", "open")
+# The fused mixer pays where its long conv is the Triton kernels with the gate as their epilogue
+# (`paper`, 1536 channels: a third of the unfused path's memory, 1.23-1.39x mamba's step). Below,
+# with the FFT, the unfused path's step is faster (`small`, H200: 7.1 against 8.1 ms, 9.2 against
+# 11.3 ms; docs/benchmarks.md).
+FUSED_FROM_WIDTH = TRITON_FROM_WIDTH
 SILU_INV_ONE = 1.2784645  # SiLU(1.2784645) = 1.0000000 (to float32 precision)
 NEAR_ZERO_GATE = 0.05  # |SiLU(LongConv(x))| below this: the gate all but removes W_dt dt
 NEAR_ZERO_DELTA = 1e-3  # Delta below Mamba's smallest initial step: the token is skipped
@@ -46,7 +53,9 @@ class GlobalSelectionMixer(MambaMixer):
     """A Mamba mixer whose dt is gated by SiLU of a long causal convolution of x."""
 
     fused = False  # mamba_inner_fn has no place for the gate; global_selection_inner_fn has
-    use_inner_fn = True  # False: the unfused path on CUDA too (benchmarks compare the two)
+    # None: global_selection_inner_fn from FUSED_FROM_WIDTH channels, the unfused path below;
+    # True / False force one (benchmarks and GPU tests compare the two)
+    use_inner_fn: bool | None = None
 
     def __init__(self, d_model: int, d_state: int, d_conv: int, expand: int, dt_rank: int,
                  long_kernel: int, init: str = "authors", bias: bool = True):
@@ -82,9 +91,13 @@ class GlobalSelectionMixer(MambaMixer):
                 weight.zero_()
                 bias.fill_(SILU_INV_ONE)
 
+    def takes_inner_fn(self) -> bool:
+        """Whether this mixer runs as global_selection_inner_fn where that function is available."""
+        return self.d_inner >= FUSED_FROM_WIDTH if self.use_inner_fn is None else self.use_inner_fn
+
     def kernel_choices(self, device: torch.device) -> dict[str, KernelChoice]:
         inner, choice = global_selection_inner_impl(device)
-        if inner is not None and self.use_inner_fn:
+        if inner is not None and self.takes_inner_fn():
             return {"global_selection_inner": choice,
                     "long_conv": global_long_conv_impl(device, self.d_inner)[1]}
         return {**super().kernel_choices(device), "long_conv": global_long_conv_impl(device, self.d_inner)[1]}
@@ -98,8 +111,8 @@ class GlobalSelectionMixer(MambaMixer):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, L, d_model)
         inner, _ = global_selection_inner_impl(hidden.device)
-        if inner is None or not self.use_inner_fn:
-            return super().forward(hidden)  # the unfused reference path (fused = False)
+        if inner is None or not self.takes_inner_fn():
+            return super().forward(hidden)  # the unfused path: the reference on CPU (fused = False)
         return inner(self._in_proj(hidden), self.conv1d.weight, self.conv1d.bias,
                      self.x_proj.weight, self.dt_proj.weight, self.out_proj.weight,
                      -torch.exp(self.A_log.float()), self.D.float(), self.dt_proj.bias.float(),

@@ -36,6 +36,8 @@ PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12}  # dense bf16 tensor-core pea
 # the labels of the global_mamba rows timed with MQARBENCH_LONG_CONV set, and its value
 # (the plain global_mamba row is the default, auto: the FFT at small, the Triton kernels at paper)
 LONG_CONV_ROWS = {"(fft long conv)": "fft", "(toeplitz long conv)": "toeplitz", "(triton long conv)": "triton"}
+# global_mamba's mixer forced to one path (the default row takes the fused one from 1024 channels)
+PATH_ROWS = {"(fused path)": True, "(unfused path)": False}
 
 
 @contextmanager
@@ -60,11 +62,12 @@ def mamba_family(preset: str, length: int) -> Iterator[tuple[str, torch.nn.Modul
     for name in MODELS["mamba"]:
         if name != MAMBA_SSM_REFERENCE:  # that one is built from mamba_ssm below
             yield ours(name, preset, length)
-    label, unfused = ours("global_mamba", preset, length)
-    for module in unfused.modules():  # the path before global_selection_inner_fn, for comparison
-        if hasattr(module, "use_inner_fn"):
-            module.use_inner_fn = False
-    yield f"{label} (unfused path)", unfused
+    for path, fused in PATH_ROWS.items():  # each mixer path forced, beside the default's choice
+        label, model = ours("global_mamba", preset, length)
+        for module in model.modules():
+            if hasattr(module, "use_inner_fn"):
+                module.use_inner_fn = fused
+        yield f"{label} {path}", model
     for tag in LONG_CONV_ROWS:  # timed with the env var set
         yield f"{label} {tag}", ours("global_mamba", preset, length)[1]
     try:
@@ -269,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
             del model
             torch.cuda.empty_cache()
     if "mamba" in measured:  # the figure: global_mamba's step at most 1.3x mamba's
-        for label in ("global_mamba", "global_mamba (unfused path)", *(f"global_mamba {t}" for t in LONG_CONV_ROWS)):
+        for label in ("global_mamba", *(f"global_mamba {t}" for t in (*PATH_ROWS, *LONG_CONV_ROWS))):
             if label in measured:
                 print(f"\n{label} / mamba step time: {measured[label] / measured['mamba']:.2f}x")
 

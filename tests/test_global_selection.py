@@ -153,6 +153,27 @@ def test_fused_path_is_taken_only_on_cuda_with_its_kernels():
     assert fn is None and why.path == "reference.unfused"
 
 
+def test_fused_mixer_from_paper_width_unless_forced(monkeypatch):
+    """On CUDA with its kernels, the fused function runs layers of >= 1024 channels (`paper`),
+    the unfused path the narrower ones (`small`); use_inner_fn forces either."""
+    from mqarbench.models.describe import available_kernels
+    from mqarbench.models.registry import load_adapter
+
+    monkeypatch.setattr(gs, "selective_scan_cuda", object())
+    monkeypatch.setattr(gs, "causal_conv1d_fn", object())
+    narrow, wide = (GlobalSelectionMixer(d, 4, 4, 2, 1, long_kernel=8) for d in (256, 512))
+    assert (narrow.d_inner, wide.d_inner) == (512, 1024)
+    assert not narrow.takes_inner_fn() and wide.takes_inner_fn()
+    cuda = torch.device("cuda")
+    assert "global_selection_inner" not in narrow.kernel_choices(cuda)
+    assert wide.kernel_choices(cuda)["global_selection_inner"].fast
+    narrow.use_inner_fn, wide.use_inner_fn = True, False
+    assert narrow.takes_inner_fn() and not wide.takes_inner_fn()
+    adapter = load_adapter("global_mamba")
+    assert "global_selection_inner" in available_kernels(adapter, "cuda", "paper")
+    assert "global_selection_inner" not in available_kernels(adapter, "cuda", "small")
+
+
 def test_gate_kernels_only_with_the_triton_long_conv_on_cuda(monkeypatch):
     """MQARBENCH_LONG_CONV=triton on a CPU falls back to the FFT, and so does the gate."""
     for value in ("auto", "fft", "toeplitz", "triton"):
@@ -307,6 +328,7 @@ def test_fused_global_selection_matches_reference_on_gpu(bias, autocast, tol, lo
     monkeypatch.setenv("MQARBENCH_LONG_CONV", long_conv)
     torch.manual_seed(6)
     mixer = GlobalSelectionMixer(128, 16, 4, 2, 8, long_kernel=64, bias=bias).cuda()
+    mixer.use_inner_fn = True  # 256 channels would take the unfused path
     assert kernel_choices(mixer)["global_selection_inner"].fast, kernel_choices(mixer)
     assert kernel_choices(mixer)["long_conv"].path.startswith(long_conv if long_conv == "triton" else "torch.fft")
     hidden = torch.randn(2, 300, 128, device="cuda")
@@ -330,7 +352,9 @@ def test_triton_path_replays_as_a_cuda_graph_on_gpu(monkeypatch):
     monkeypatch.setenv("MQARBENCH_LONG_CONV", "triton")
     torch.manual_seed(8)
     mixer = GlobalSelectionMixer(64, 16, 4, 2, 4, long_kernel=32).cuda()
+    mixer.use_inner_fn = True  # the fused step, as at `paper` width
     assert kernel_choices(mixer)["long_conv"].path == "triton.long_conv_triton"
+    assert kernel_choices(mixer)["global_selection_inner"].fast
     params = list(mixer.parameters())
     static_in = torch.randn(2, 96, 64, device="cuda")  # (B, L, d_model)
 
@@ -372,6 +396,9 @@ def test_triton_path_replays_as_a_cuda_graph_on_gpu(monkeypatch):
 def test_fused_global_mamba_trains_a_step_on_gpu():
     torch.manual_seed(7)
     model = GlobalMamba().build("tiny", VOCAB, MAX_LEN).cuda()
+    for mixer in model.modules():
+        if isinstance(mixer, GlobalSelectionMixer):
+            mixer.use_inner_fn = True  # tiny's width takes the unfused path by default
     ids = torch.randint(0, VOCAB, (4, 40), device="cuda")
     with torch.autocast("cuda", dtype=torch.bfloat16):
         loss = F.cross_entropy(model(ids).float().flatten(0, 1), ids.flatten())
