@@ -1,6 +1,6 @@
 """What the reference board costs in GPU time, and how few epochs its learnability targets need.
 
-    python benchmarks/board_budget.py [--board leaderboard/submissions] [--budget-min 60] [--models m1,m2]
+    python benchmarks/board_budget.py [--board leaderboard/submissions] [--budget-min 60] [--models m1,m2] [--tasks t1,t2]
 
 Reads every run's ``run.json`` under ``BOARD/*/runs/`` (the board's runs, with their per-epoch
 validation history, wall time and pack size) and prints:
@@ -45,11 +45,11 @@ class Run:
         return self.epoch_s * min(epochs, len(self.valid))
 
 
-def load_runs(board: Path, models: set[str] | None = None) -> list[Run]:
+def load_runs(board: Path, models: set[str] | None = None, tasks: set[str] | None = None) -> list[Run]:
     runs = []
     for path in sorted(board.glob("*/runs/*/run.json")):
         info = json.loads(path.read_text())
-        if models is not None and info["model"] not in models:
+        if (models is not None and info["model"] not in models) or (tasks is not None and info["train_task"] not in tasks):
             continue
         valid = tuple(h["valid_query_accuracy"] for h in info["history"])
         if not valid:
@@ -86,12 +86,15 @@ def main() -> None:
     parser.add_argument("--board", type=Path, default=Path("leaderboard/submissions"))
     parser.add_argument("--budget-min", type=float, default=60.0, help="the GPU budget to compare with")
     parser.add_argument("--models", help="comma-separated models (default: every model on the board)")
+    parser.add_argument("--tasks", help="comma-separated training tasks (default: all; main's: "
+                        "standard,shuffle,k2v2,k4v8-shuffle)")
     args = parser.parse_args()
     models = set(args.models.split(",")) if args.models else None
-    runs = load_runs(args.board, models)
+    tasks = set(args.tasks.split(",")) if args.tasks else None
+    runs = load_runs(args.board, models, tasks)
     if not runs:
         parser.error(f"--board {args.board}: no run.json under */runs/"
-                     + (f" of --models {args.models}" if models else ""))
+                     + (f" of --models {args.models}" if models else "") + (f" trained on --tasks {args.tasks}" if tasks else ""))
     longest = max(len(r.valid) for r in runs)
     per_model: dict[str, list[Run]] = defaultdict(list)
     for run in runs:

@@ -42,7 +42,8 @@ def test_targets_need_every_seed_at_its_chosen_rate(tmp_path):
 
 def test_gpu_time_is_each_runs_share_of_its_pack_up_to_the_epochs_it_ran(tmp_path):
     budget = load_script("board_budget")
-    runs = budget.load_runs(small_board(tmp_path), {"hyena", "mamba"})
+    assert len(budget.load_runs(small_board(tmp_path), tasks={"k1v1"})) == 4  # pythia's, 2 seeds x 2 lrs
+    runs = budget.load_runs(tmp_path / "submissions", {"hyena", "mamba"})
     hyena = next(r for r in runs if r.model == "hyena")
     assert hyena.epoch_s == 30.0 and hyena.gpu_s(1) == 30.0 and hyena.gpu_s(4) == 60.0
     mamba = [r for r in runs if r.model == "mamba"]
