@@ -40,8 +40,8 @@ from mqarbench.kernels.long_conv import TRITON_FROM_WIDTH, global_long_conv_impl
 INITS = ("authors", "ours", "open")
 # The fused mixer pays where its long conv is the Triton kernels with the gate as their epilogue
 # (`paper`, 1536 channels: a third of the unfused path's memory, 1.23-1.39x mamba's step). Below,
-# with the FFT, the unfused path's step is faster (`small`, H200: 7.1 against 8.1 ms, 9.2 against
-# 11.3 ms; docs/benchmarks.md).
+# with the FFT, the unfused path's step is faster (`small`, H200: eager 7.1 against 8.1 ms and 9.2
+# against 11.3 ms; graphed, an epoch of standard 1.8 against 1.9 s; docs/benchmarks.md).
 FUSED_FROM_WIDTH = TRITON_FROM_WIDTH
 SILU_INV_ONE = 1.2784645  # SiLU(1.2784645) = 1.0000000 (to float32 precision)
 NEAR_ZERO_GATE = 0.05  # |SiLU(LongConv(x))| below this: the gate all but removes W_dt dt
