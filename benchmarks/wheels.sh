@@ -3,8 +3,8 @@
 #   bash benchmarks/wheels.sh pack     # here: .whl/*.whl -> .site.txz, unpacked and xz-compressed
 #   source benchmarks/wheels.sh install  # there: into /tmp/site (or $SITE_DIR), on PYTHONPATH
 # Wheels are zips of CUDA binaries; unpacked, without debug sections and xz-compressed they take
-# 18 MB instead of 36 MB, which leaves room for the Triton cache within the 64 MiB a call carries
-# (with the tracked tree, 46 MB today). Either form is used.
+# 18 MB instead of 36 MB, which leaves room for the Triton cache within the 64 MB a call carries
+# (with a sparse checkout that leaves the board's runs behind: docs/maintaining.md). Either form is used.
 if [ "${1:-}" = pack ]; then  # (sourced scripts name install, so a caller's own $1 is never read)
   set -eu; rm -rf /tmp/site_build
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site_build \
