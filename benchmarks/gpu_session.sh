@@ -10,7 +10,8 @@
 # Phases run in order; PHASES="tests pack stack profile models epoch matrix workers calibrate board" picks some
 # (stack: bench_pack.py's graphed packs against stacks of mamba, with a profile of the largest stack)
 # (models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one bench_models table; wait@PHASE: wait for another lane's PHASE;
-# gpu@FILE+FILE: the GPU tests of those files; profile@PRESET@MODEL,MODEL: profile_step.py at PRESET;
+# gpu@FILE+FILE[@K]: the GPU tests of those files (-k K, words joined by +); pack@MODELS@PACKS[@VAR=VAL+...] and
+# epoch@PRESET@TASK@MODELS[@VAR=VAL+...]: bench_pack / bench_epoch with those environment settings; profile@PRESET@MODEL,MODEL: profile_step.py at PRESET;
 # todo@MODEL[@SUITE@SEEDS[@train=TASK+TASK]]: the runs benchmarks/board_todo.py says the board lacks, skipped when
 #   its estimate of their pack's wall time (from the board's runs) exceeds what is left before DEADLINE;
 # matrix[@SUITE[@train=...]] / workers[@SUITE[@train=...]]: mamba's runs per GPU-hour, packed / 8 processes)
@@ -104,6 +105,10 @@ for phase in "$@"; do
            rc=$?; cp "$LOG/gpu_tests.log" "$LOG/current.log";;  # its kernel-family groups run in parallel
     pack) timeout 300 python3 benchmarks/bench_pack.py --models mamba,pythia --packs 1,8,16 > "$LOG/bench_pack.md" 2>&1
           rc=$?; cp "$LOG/bench_pack.md" "$LOG/current.log";;
+    pack@*)  # pack@MODELS@PACKS[@VAR=VAL+VAR=VAL]: bench_pack.py's table with those environment settings (an A/B of a kernel path)
+            IFS=@ read -r _ models packs envs <<< "$phase"
+            env ${envs//+/ } timeout 300 python3 benchmarks/bench_pack.py --models "$models" --packs "$packs" \
+              >> "$LOG/bench_pack.md" 2>&1; rc=$?; cp "$LOG/bench_pack.md" "$LOG/current.log";;
     stack) timeout 400 python3 benchmarks/bench_pack.py --models mamba --packs 1,8,24 --stacks 8,24 --profile \
              > "$LOG/bench_stack.md" 2>&1; rc=$?; cp "$LOG/bench_stack.md" "$LOG/current.log";;
     profile) timeout 300 python3 benchmarks/profile_step.py --models mamba,mamba2,gla,rwkv7,deltanet --top 12 \
@@ -115,9 +120,11 @@ for phase in "$@"; do
     models) bench_table 300 small mamba+mamba2+fla; bench_table 400 paper mamba+mamba2+fla;;
     models@*)  # models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one table
             IFS=@ read -r _ preset families only <<< "$phase"; bench_table 600 "$preset" "$families" "$only";;
-    gpu@*)  # gpu@FILE+FILE: those test files' GPU tests (a kernel just written, without the whole suite)
-            files=${phase#gpu@}
-            timeout "${TEST_LIMIT:-420}" python3 -m pytest -m gpu -q -rs ${files//+/ } >> "$LOG/gpu_pytest.log" 2>&1
+    gpu@*)  # gpu@FILE+FILE[@K]: those test files' GPU tests (a kernel just written, without the whole suite);
+            # K: a pytest -k expression, words joined by + (not+gla)
+            IFS=@ read -r _ files kexpr <<< "$phase"
+            timeout "${TEST_LIMIT:-420}" python3 -m pytest -m gpu -q -rs ${files//+/ } ${kexpr:+-k "${kexpr//+/ }"} \
+              >> "$LOG/gpu_pytest.log" 2>&1
             rc=$?; cp "$LOG/gpu_pytest.log" "$LOG/current.log";;
     wait@*)  # wait@PHASE: this lane waits until another lane has finished PHASE (an idle GPU for its timings)
             until grep -qF "done ${phase#wait@} rc=" "$LOG/progress.txt"; do sleep 5; done; rc=0;;
@@ -125,6 +132,10 @@ for phase in "$@"; do
              timeout 600 python3 benchmarks/bench_epoch.py --models mamba,global_mamba --task $task \
                --preset paper >> "$LOG/bench_epoch.md" 2>&1 || rc=$?
            done; cp "$LOG/bench_epoch.md" "$LOG/current.log";;
+    epoch@*)  # epoch@PRESET@TASK@MODEL,MODEL[@VAR=VAL+VAR=VAL]: graphed epoch times with those environment settings
+            IFS=@ read -r _ preset task models envs <<< "$phase"
+            env ${envs//+/ } timeout 600 python3 benchmarks/bench_epoch.py --models "$models" --task "$task" \
+              --preset "$preset" >> "$LOG/bench_epoch.md" 2>&1; rc=$?; cp "$LOG/bench_epoch.md" "$LOG/current.log";;
     matrix|matrix@*|workers|workers@*)  # the same mamba matrix packed (3 seeds) or by 8 worker processes (seed 0)
            # matrix@SUITE[@train=TASK+TASK]: tested on SUITE (all: runs the board can use), under
            # mqar_runs/board/ so that a poll brings them back

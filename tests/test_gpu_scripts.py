@@ -239,6 +239,25 @@ def test_session_gpu_phase_runs_the_gpu_tests_of_its_files(tmp_path):
     assert "done gpu@tests/a.py+tests/b.py rc=3" in progress and "0s GPU extensions import\n" in progress
 
 
+def test_session_ab_phases_pass_their_environment_and_fields(tmp_path):
+    """pack@ / epoch@ run their benchmark with the phase's VAR=VAL settings (an A/B of a kernel
+    path) and only there; gpu@FILES@K passes K to pytest's -k with + as spaces."""
+    echo = ("import os, sys\nprint(os.environ.get('MQARBENCH_CROSS_ENTROPY', '-'), os.environ.get('X', '-'), "
+            "' '.join(sys.argv[1:]), file=open('bench_args.txt', 'a'))\n")
+    work, log, done = run_session(
+        tmp_path, "pack@mamba,pythia@1,24@MQARBENCH_CROSS_ENTROPY=torch+X=1 pack@mamba@8 "
+        "epoch@small@standard@mamba,global_mamba@MQARBENCH_CROSS_ENTROPY=triton",
+        {"bench_pack.py": echo, "bench_epoch.py": echo}, {})
+    assert done.returncode == 0, done.stderr
+    assert (work / "bench_args.txt").read_text().splitlines() == [
+        "torch 1 --models mamba,pythia --packs 1,24",
+        "- - --models mamba --packs 8",
+        "triton - --models mamba,global_mamba --task standard --preset small"]
+    work, log, done = run_session(
+        tmp_path / "k", "gpu@tests/a.py@not+gla", {}, {"python3": 'echo "$@" >> python_calls.txt'})
+    assert (work / "python_calls.txt").read_text().splitlines()[1] == "-m pytest -m gpu -q -rs tests/a.py -k not gla"
+
+
 def test_session_says_in_its_first_line_when_the_gpu_extensions_do_not_import(tmp_path):
     _, log, done = run_session(tmp_path, "gpu@tests/a.py", {}, {"python3": "exit 1"})
     assert done.returncode == 0, done.stderr

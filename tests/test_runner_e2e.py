@@ -35,6 +35,7 @@ def test_run_positional_mamba_end_to_end(mini_env, capsys):
         assert info["trained"] and info["model"] == "mamba" and len(info["history"]) == 1
         assert info["best_epoch"] == 0 and info["train_tokens_per_s"] > 0
         assert info["kernel_paths"]["selective_scan"].startswith("reference")
+        assert info["kernel_paths"]["cross_entropy"] == "torch.cross_entropy"  # the loss's path too
         assert info["torch_version"] == torch.__version__
         rows = read_results(run / "results.parquet").to_pylist()
         assert {r["test_task"] for r in rows} == {"standard", "last", "shuffle"}

@@ -195,7 +195,7 @@ def triton_available() -> tuple[bool, str]:
     return triton is not None, _MISSING
 
 
-def _device_of(t: torch.Tensor):
+def launch_device(t: torch.Tensor):
     """Triton launches on the current CUDA device, so make it the tensor's."""
     return torch.cuda.device(t.device) if t.is_cuda else nullcontext()
 
@@ -230,7 +230,7 @@ def _launch_conv(src: torch.Tensor, kernel: torch.Tensor, out: torch.Tensor, rev
     n_taps, block_b, block_t, halo = _blocks(batch, length, kernel.shape[1])
     dt_, dd_, aux_ = (t if t is not None else out for t in (dt, ddelta, aux))
     grid = (dim, triton.cdiv(batch, block_b))
-    with _device_of(src):
+    with launch_device(src):
         _conv_kernel[grid](src, src.stride(0), src.stride(1), kernel, out, out.stride(0),
                            out.stride(1), batch, dim, length, kernel.shape[1], n_taps,
                            bias if bias is not None else out, dt_, dt_.stride(0), dt_.stride(1),
@@ -261,7 +261,7 @@ def _dkernel(dout: torch.Tensor, x: torch.Tensor, width: int, bf16: bool) -> tor
     # (BT, KP + BT) fp32 accumulators: 12288 values at BT = 64, KP = 128, so 8 warps (48 each)
     span = halo + block_t
     c = torch.empty(n_split, dim, block_t, span, device=x.device, dtype=torch.float32)
-    with _device_of(x):
+    with launch_device(x):
         _dkernel_kernel[(dim, n_split)](dout, x, x.stride(0), x.stride(1), c, batch, dim, length,
                                         n_split, BF16=bf16, BB=block_b, BT=block_t, KP=halo,
                                         num_warps=8)

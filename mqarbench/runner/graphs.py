@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from mqarbench.kernels.cross_entropy import label_cross_entropy
 from mqarbench.models.heads import has_split_head
 from mqarbench.runner.evaluate import autocast
 from mqarbench.runner.batches import epoch_plan
@@ -101,7 +101,7 @@ def static_loss(model: torch.nn.Module, input_ids: torch.Tensor, rows: torch.Ten
         else:
             full = model(x)  # (B, L, V)
             logits = full.flatten(0, 1).index_select(0, index)  # (N, V)
-    return F.cross_entropy(logits.float(), target, ignore_index=-100)
+    return label_cross_entropy(logits, target)
 
 
 def label_budget(bucket: StaticBucket, plans: list[list[tuple[int, np.ndarray]]], b: int) -> int:

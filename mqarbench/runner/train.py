@@ -15,8 +15,8 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from mqarbench.kernels.cross_entropy import label_cross_entropy
 from mqarbench.models.heads import logits_at
 from mqarbench.runner.batches import Cell, epoch_plan, length_buckets, load_cells
 from mqarbench.runner.checkpoint import (CorruptCheckpoint, load_checkpoint, remove_checkpoint,
@@ -64,7 +64,7 @@ def label_loss(model: torch.nn.Module, input_ids: torch.Tensor, labels: torch.Te
     mask = labels != -100  # (B, L)
     with autocast(input_ids.device):
         logits = logits_at(model, input_ids, mask)  # (N, V)
-    return F.cross_entropy(logits.float(), labels[mask])
+    return label_cross_entropy(logits, labels[mask])
 
 
 @dataclass
