@@ -109,6 +109,16 @@ def test_path_choice(monkeypatch):
         ce.cross_entropy_impl(cpu)
 
 
+def test_models_show_reports_the_loss_path(monkeypatch):
+    from mqarbench.models.describe import available_kernels
+    from mqarbench.models.registry import load_adapter
+
+    monkeypatch.delenv("MQARBENCH_CROSS_ENTROPY", raising=False)
+    adapter = load_adapter("pythia")
+    assert available_kernels(adapter, "cuda")["cross_entropy"] == "triton.fused_cross_entropy"
+    assert available_kernels(adapter, "cpu")["cross_entropy"] == "torch.cross_entropy"
+
+
 def test_runner_losses_take_the_chosen_path(monkeypatch):
     """The eager and the graphed loss both go through label_cross_entropy."""
     from mqarbench.runner import graphs, train
