@@ -240,9 +240,11 @@ def test_long_conv_fft_matches_direct_on_cuda_with_gradients():
 
 @pytest.mark.gpu
 @gpu
-def test_fused_add_rms_norm_matches_reference():
+@pytest.mark.parametrize("path", ["triton", "mamba_ssm"])
+def test_fused_add_rms_norm_matches_reference(monkeypatch, path):
     from mqarbench.kernels.add_rms_norm import add_norm_impl, add_rms_norm_ref
 
+    monkeypatch.setenv("MQARBENCH_RMS_NORM", path)
     fused, choice = add_norm_impl(torch.device("cuda"))
     assert choice.fast, choice
     hidden = torch.randn(4, 64, 96, device="cuda", dtype=torch.bfloat16)

@@ -1,16 +1,25 @@
-"""Residual add + RMSNorm of pre-norm blocks: mamba_ssm's fused Triton kernel or PyTorch.
+"""Residual add + RMSNorm of pre-norm blocks: Triton kernels by tiles of rows, mamba_ssm's or PyTorch.
 
     residual = hidden + residual (kept in fp32);  normed = RMSNorm(residual)
+
+``MQARBENCH_RMS_NORM`` picks the CUDA path: ``auto`` (unset) and ``triton`` take
+``add_rms_norm_triton`` (the rows of a tile in parallel; mamba_ssm's backward walks them one by
+one, a tenth of a graphed ``small`` mamba step), ``mamba_ssm`` takes mamba_ssm's ``rms_norm_fn``
+(the path of the board's runs before the eighteenth session's measurement).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from mqarbench.errors import UserError
 from mqarbench.kernels import KernelChoice, use_reference
+from mqarbench.kernels.add_rms_norm_triton import add_rms_norm_triton
+from mqarbench.kernels.long_conv_triton import triton_available
 
 try:
     from mamba_ssm.ops.triton.layer_norm import rms_norm_fn
@@ -34,9 +43,20 @@ def _add_rms_norm_fused(hidden, residual, weight, eps):
                        residual_in_fp32=True)
 
 
+RMS_NORM_PATHS = ("auto", "triton", "mamba_ssm")  # MQARBENCH_RMS_NORM's values
+
+
 def add_norm_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
-    """The add + RMSNorm taken on ``device``."""
-    if device.type == "cuda" and not use_reference() and rms_norm_fn is not None:
-        return _add_rms_norm_fused, KernelChoice("mamba_ssm.rms_norm_fn", True)
-    why = _MISSING if device.type == "cuda" and rms_norm_fn is None else ""
+    """The add + RMSNorm taken on ``device``, as MQARBENCH_RMS_NORM says (see the module)."""
+    chosen = os.environ.get("MQARBENCH_RMS_NORM") or "auto"
+    if chosen not in RMS_NORM_PATHS:
+        raise UserError(f"MQARBENCH_RMS_NORM={chosen!r}: use one of {', '.join(RMS_NORM_PATHS)} "
+                        "(or leave it unset: auto)")
+    if device.type == "cuda" and not use_reference():
+        if chosen != "mamba_ssm" and triton_available()[0]:
+            return add_rms_norm_triton, KernelChoice("triton.add_rms_norm_triton", True)
+        if chosen == "mamba_ssm" and rms_norm_fn is not None:
+            return _add_rms_norm_fused, KernelChoice("mamba_ssm.rms_norm_fn", True)
+    missing = _MISSING if chosen == "mamba_ssm" else triton_available()[1]
+    why = missing if device.type == "cuda" and not use_reference() else ""
     return add_rms_norm_ref, KernelChoice("reference.add_rms_norm_ref", False, why)
