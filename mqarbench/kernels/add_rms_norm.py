@@ -5,7 +5,7 @@
 ``MQARBENCH_RMS_NORM`` picks the CUDA path: ``auto`` (unset) and ``triton`` take
 ``add_rms_norm_triton`` (the rows of a tile in parallel; mamba_ssm's backward walks them one by
 one, a tenth of a graphed ``small`` mamba step), ``mamba_ssm`` takes mamba_ssm's ``rms_norm_fn``
-(the path of the board's runs before the eighteenth session's measurement).
+(the path of the board's runs trained before 2026-11-26).
 """
 
 from __future__ import annotations
