@@ -240,3 +240,17 @@ def test_train_runs_only_the_runs_trained_on_those_tasks(mini_env, capsys):
     assert main(args + ["--train", "last"]) == 0
     trained = [json.loads((p / "run.json").read_text())["train_task"] for p in run_dirs(mini_env / "out")]
     assert trained == ["last"]
+
+
+@pytest.mark.parametrize("variable,value,model", [("MQARBENCH_RMS_NORM", "apex", "mamba"),
+                                                  ("MQARBENCH_CROSS_ENTROPY", "fused", "pythia")])
+def test_a_bad_kernel_variable_is_one_line_and_leaves_no_run(mini_env, capsys, monkeypatch, variable, value, model):
+    """An unknown kernel path is the variable's own error (not a model's forward failing), and
+    no run is recorded (the run's lock file alone is left, which the next run takes)."""
+    monkeypatch.setenv(variable, value)
+    args = ["run", "--model", model, "--suite", "positional", "--preset", "tiny", "--epochs", "1",
+            "--out", "out", "--data-dir", "data", "--no-site"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {variable}={value!r}: use one of auto, ")
+    assert list((mini_env / "out").rglob("run.json")) == []

@@ -13,6 +13,8 @@ from typing import Iterator
 
 import torch
 
+from mqarbench.errors import UserError
+
 _forced_reference = [False]
 
 
@@ -39,6 +41,14 @@ def force_reference() -> Iterator[None]:
         yield
     finally:
         _forced_reference[0] = before
+
+
+def env_choice(variable: str, values: tuple[str, ...]) -> str:
+    """The value of a path-picking environment variable (unset: ``auto``), one of ``values``."""
+    chosen = os.environ.get(variable) or "auto"
+    if chosen not in values:
+        raise UserError(f"{variable}={chosen!r}: use one of {', '.join(values)} (or leave it unset: auto)")
+    return chosen
 
 
 def module_device(module: torch.nn.Module) -> torch.device:

@@ -10,16 +10,14 @@ one, a tenth of a graphed ``small`` mamba step), ``mamba_ssm`` takes mamba_ssm's
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from mqarbench.errors import UserError
-from mqarbench.kernels import KernelChoice, use_reference
+from mqarbench.kernels import KernelChoice, env_choice, use_reference
 from mqarbench.kernels.add_rms_norm_triton import add_rms_norm_triton
-from mqarbench.kernels.long_conv_triton import triton_available
+from mqarbench.kernels.triton_support import triton_available
 
 try:
     from mamba_ssm.ops.triton.layer_norm import rms_norm_fn
@@ -48,10 +46,7 @@ RMS_NORM_PATHS = ("auto", "triton", "mamba_ssm")  # MQARBENCH_RMS_NORM's values
 
 def add_norm_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
     """The add + RMSNorm taken on ``device``, as MQARBENCH_RMS_NORM says (see the module)."""
-    chosen = os.environ.get("MQARBENCH_RMS_NORM") or "auto"
-    if chosen not in RMS_NORM_PATHS:
-        raise UserError(f"MQARBENCH_RMS_NORM={chosen!r}: use one of {', '.join(RMS_NORM_PATHS)} "
-                        "(or leave it unset: auto)")
+    chosen = env_choice("MQARBENCH_RMS_NORM", RMS_NORM_PATHS)
     if device.type == "cuda" and not use_reference():
         if chosen != "mamba_ssm" and triton_available()[0]:
             return add_rms_norm_triton, KernelChoice("triton.add_rms_norm_triton", True)

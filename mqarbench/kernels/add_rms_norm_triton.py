@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from mqarbench.kernels.long_conv_triton import launch_device, triton
+from mqarbench.kernels.triton_support import launch_device, triton
 
 if triton is not None:
     import triton.language as tl
@@ -50,13 +50,12 @@ if triton is not None:
         cols = tl.arange(0, BLOCK_N)
         inside = (rows < n_rows)[:, None] & (cols < n_cols)[None, :]
         at = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
-        xhat = tl.load(r_in + at, mask=inside, other=0.0) * tl.load(rstd_in + rows, mask=rows < n_rows,
-                                                                     other=0.0)[:, None]
+        rstd = tl.load(rstd_in + rows, mask=rows < n_rows, other=0.0)  # (BLOCK_M,)
+        xhat = tl.load(r_in + at, mask=inside, other=0.0) * rstd[:, None]
         grad = tl.load(dy + at, mask=inside, other=0.0).to(tl.float32)
         weight = tl.load(w + cols, mask=cols < n_cols, other=0.0).to(tl.float32)
         wdy = grad * weight[None, :]
         mean = tl.sum(xhat * wdy, axis=1) / n_cols  # (BLOCK_M,)
-        rstd = tl.load(rstd_in + rows, mask=rows < n_rows, other=0.0)
         d = (wdy - xhat * mean[:, None]) * rstd[:, None]
         if HAS_DRES_OUT:
             d += tl.load(dres_out + at, mask=inside, other=0.0).to(tl.float32)

@@ -20,21 +20,16 @@ with mean reduction (no valid target: nan, as torch). ``MQARBENCH_CROSS_ENTROPY`
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from mqarbench.errors import UserError
-from mqarbench.kernels import KernelChoice, use_reference
-from mqarbench.kernels.long_conv_triton import launch_device, triton_available
+from mqarbench.kernels import KernelChoice, env_choice, use_reference
+from mqarbench.kernels.triton_support import launch_device, triton, triton_available
 
-try:  # as in long_conv_triton: missing on CPU-only machines
-    import triton
+if triton is not None:
     import triton.language as tl
-except Exception:  # noqa: BLE001 - any import failure means "no Triton path"
-    triton = None
 
 CROSS_ENTROPY_PATHS = ("auto", "torch", "triton")  # MQARBENCH_CROSS_ENTROPY's values
 IGNORE = -100
@@ -132,10 +127,7 @@ def fused_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Ten
 
 def cross_entropy_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
     """The loss's implementation on ``device``, as MQARBENCH_CROSS_ENTROPY says (see the module)."""
-    chosen = os.environ.get("MQARBENCH_CROSS_ENTROPY") or "auto"
-    if chosen not in CROSS_ENTROPY_PATHS:
-        raise UserError(f"MQARBENCH_CROSS_ENTROPY={chosen!r}: use one of {', '.join(CROSS_ENTROPY_PATHS)} "
-                        "(or leave it unset: auto)")
+    chosen = env_choice("MQARBENCH_CROSS_ENTROPY", CROSS_ENTROPY_PATHS)
     torch_path = KernelChoice("torch.cross_entropy", True)
     if use_reference() or chosen == "torch":
         return reference_cross_entropy, torch_path

@@ -16,16 +16,15 @@ save. The toeplitz form was slower than the FFT at both sizes.
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from mqarbench.errors import UserError
-from mqarbench.kernels import KernelChoice, use_reference
-from mqarbench.kernels.long_conv_triton import long_conv_triton, triton_available
+from mqarbench.kernels import KernelChoice, env_choice, use_reference
+from mqarbench.kernels.long_conv_triton import long_conv_triton
+from mqarbench.kernels.triton_support import triton_available
 
 GLOBAL_LONG_CONVS = ("auto", "fft", "toeplitz", "triton")  # MQARBENCH_LONG_CONV's values
 # auto: the Triton kernels from this many channels (d_inner) on CUDA. Measured: faster than the
@@ -118,10 +117,7 @@ def global_long_conv_impl(device: torch.device, width: int | None = None) -> tup
     kernels on CUDA (triton; else the FFT, saying why); unset (auto), the Triton kernels on CUDA
     from TRITON_FROM_WIDTH channels where Triton is there, the FFT otherwise; the reference when
     forced."""
-    chosen = os.environ.get("MQARBENCH_LONG_CONV") or "auto"
-    if chosen not in GLOBAL_LONG_CONVS:
-        raise UserError(f"MQARBENCH_LONG_CONV={chosen!r}: use one of {', '.join(GLOBAL_LONG_CONVS)} "
-                        "(or leave it unset: auto)")
+    chosen = env_choice("MQARBENCH_LONG_CONV", GLOBAL_LONG_CONVS)
     if chosen == "auto":
         wide = width is not None and width >= TRITON_FROM_WIDTH
         chosen = "triton" if device.type == "cuda" and wide and triton_available()[0] else "fft"

@@ -29,18 +29,12 @@ kernel gradient's batch split is summed by torch in a fixed order.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import torch
 
-try:  # Triton ships with CUDA builds of torch; missing on CPU-only machines
-    import triton
+from mqarbench.kernels.triton_support import launch_device, triton, triton_available  # noqa: F401 - triton_available re-exported
+
+if triton is not None:
     import triton.language as tl
-except Exception as err:  # noqa: BLE001 - any import failure means "no Triton path"
-    triton = None
-    _MISSING = f"triton not importable ({type(err).__name__})"
-else:
-    _MISSING = ""
 
 MAX_BLOCK_B = 32  # batch rows per program (matmul M): >= 16 for tl.dot, 32 covers B = 32 at once
 MAX_BLOCK_T = 64  # times per block: the Toeplitz zeros cost BT / (KP + BT) of the MACs
@@ -188,16 +182,6 @@ if triton is not None:
         t = tl.arange(0, BT)[:, None]
         tl.store(c_ptr + base + t * width + r_halo[None, :], acc_halo)
         tl.store(c_ptr + base + t * width + KP + r_own[None, :], acc_own)
-
-
-def triton_available() -> tuple[bool, str]:
-    """(True, "") when the kernels are defined, else (False, why)."""
-    return triton is not None, _MISSING
-
-
-def launch_device(t: torch.Tensor):
-    """Triton launches on the current CUDA device, so make it the tensor's."""
-    return torch.cuda.device(t.device) if t.is_cuda else nullcontext()
 
 
 def _blocks(batch: int, length: int, width: int) -> tuple[int, int, int, int]:

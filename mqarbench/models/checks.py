@@ -33,6 +33,8 @@ def _device(module: torch.nn.Module) -> torch.device:
 def _forward(name: str, module: torch.nn.Module, input_ids: torch.Tensor, what: str) -> torch.Tensor:
     try:
         return module(input_ids)
+    except UserError:  # already one line naming its fix (e.g. an environment variable's values)
+        raise
     except Exception as err:
         raise UserError(f"model '{name}': forward on {what} input_ids of shape {tuple(input_ids.shape)} "
                         f"failed: {type(err).__name__}: {err}") from err
