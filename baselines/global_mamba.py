@@ -33,7 +33,7 @@ from pydantic import Field, model_validator
 
 from baselines.mamba import Mamba, MambaConfig, MambaLM, MambaMixer
 from mqarbench.errors import UserError
-from mqarbench.kernels import KernelChoice
+from mqarbench.kernels import KernelChoice, env_choice
 from mqarbench.kernels.global_selection import global_selection_inner_impl
 from mqarbench.kernels.long_conv import TRITON_FROM_WIDTH, global_long_conv_impl, long_conv_like_conv1d
 
@@ -43,6 +43,7 @@ INITS = ("authors", "ours", "open")
 # with the FFT, the unfused path's step is faster (`small`, H200: eager 7.1 against 8.1 ms and 9.2
 # against 11.3 ms; graphed, an epoch of standard 1.8 against 1.9 s; docs/benchmarks.md).
 FUSED_FROM_WIDTH = TRITON_FROM_WIDTH
+GLOBAL_MIXERS = ("auto", "fused", "unfused")  # MQARBENCH_GLOBAL_MIXER's values
 SILU_INV_ONE = 1.2784645  # SiLU(1.2784645) = 1.0000000 (to float32 precision)
 NEAR_ZERO_GATE = 0.05  # |SiLU(LongConv(x))| below this: the gate all but removes W_dt dt
 NEAR_ZERO_DELTA = 1e-3  # Delta below Mamba's smallest initial step: the token is skipped
@@ -92,8 +93,13 @@ class GlobalSelectionMixer(MambaMixer):
                 bias.fill_(SILU_INV_ONE)
 
     def takes_inner_fn(self) -> bool:
-        """Whether this mixer runs as global_selection_inner_fn where that function is available."""
-        return self.d_inner >= FUSED_FROM_WIDTH if self.use_inner_fn is None else self.use_inner_fn
+        """Whether this mixer runs as global_selection_inner_fn where that function is available:
+        ``use_inner_fn`` if set, else MQARBENCH_GLOBAL_MIXER (fused / unfused), else (auto) from
+        FUSED_FROM_WIDTH channels."""
+        if self.use_inner_fn is not None:
+            return self.use_inner_fn
+        chosen = env_choice("MQARBENCH_GLOBAL_MIXER", GLOBAL_MIXERS)
+        return self.d_inner >= FUSED_FROM_WIDTH if chosen == "auto" else chosen == "fused"
 
     def kernel_choices(self, device: torch.device) -> dict[str, KernelChoice]:
         inner, choice = global_selection_inner_impl(device)

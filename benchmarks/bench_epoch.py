@@ -82,7 +82,7 @@ def epoch_table(model: str, task: str, preset: str, data_dir: Path, steps: int,
             step_s = bucket_step_s(member, bucket, steps)
             epoch_s += batches * step_s
             rows.append(f"| {model} | {ids.shape[1]} | {data.sizes[bucket]:,} | {batches:,} | "
-                        f"{1e3 * step_s:.1f} | {batches * step_s:,.1f} | {kernels} |")
+                        f"{1e3 * step_s:.2f} | {batches * step_s:,.2f} | {kernels} |")
     return rows, epoch_s
 
 
@@ -111,7 +111,7 @@ def main() -> None:
         print("\n".join(rows), flush=True)
     print()
     for model, seconds in totals.items():
-        print(f"{model}: {seconds:,.1f} s per epoch of {args.task}; one run ({epochs} epochs, "
+        print(f"{model}: {seconds:,.2f} s per epoch of {args.task}; one run ({epochs} epochs, "
               f"evaluation left out): {seconds * epochs / 3600:.2f} h")
 
 

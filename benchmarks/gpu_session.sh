@@ -11,7 +11,7 @@
 # (stack: bench_pack.py's graphed packs against stacks of mamba, with a profile of the largest stack)
 # (models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one bench_models table; wait@PHASE: wait for another lane's PHASE;
 # gpu@FILE+FILE[@K]: the GPU tests of those files (-k K, words joined by +); pack@MODELS@PACKS[@VAR=VAL+...] and
-# epoch@PRESET@TASK@MODELS[@VAR=VAL+...]: bench_pack / bench_epoch with those environment settings; profile@PRESET@MODEL,MODEL: profile_step.py at PRESET;
+# epoch@PRESET@TASK@MODELS[@VAR=VAL+...]: bench_pack / bench_epoch with those environment settings; profile@PRESET@MODEL,MODEL[@VAR=VAL+...]: profile_step.py at PRESET;
 # todo@MODEL[@SUITE@SEEDS[@train=TASK+TASK]]: the runs benchmarks/board_todo.py says the board lacks, skipped when
 #   its estimate of their pack's wall time (from the board's runs) exceeds what is left before DEADLINE;
 # matrix[@SUITE[@train=...]] / workers[@SUITE[@train=...]]: mamba's runs per GPU-hour, packed / 8 processes)
@@ -70,7 +70,9 @@ pick_runs() {
   echo "$out"
 }
 board_pack() {  # MODEL[+MODEL] SUITE SEEDS [run picks]: one `mqarbench run` (one pack) into mqar_runs/board
-  local model=$1 suite=$2 seeds=$3; shift 3
+  # (BOARD_OUT: a folder under it, for a second session on the machine training the same run ids
+  # on another kernel path; a poll brings back everything under mqar_runs/board)
+  local model=$1 suite=$2 seeds=$3 out=${BOARD_OUT:-mqar_runs/board}; shift 3
   local now=$(( $(date +%s) - T0 )) limit=${BOARD_LIMIT:-1200}
   # DEADLINE (s after the session's start): when the machine's held time runs out. A pack cut short
   # keeps only its finished members (checkpoints stay on the machine) and slows the lanes beside it, so a pack is
@@ -87,9 +89,9 @@ board_pack() {  # MODEL[+MODEL] SUITE SEEDS [run picks]: one `mqarbench run` (on
   fi
   echo "${now}s board $model $suite x$seeds" >> "$LOG/progress.txt"
   timeout "$limit" mqarbench run --model "${model//+/,}" --suite "$suite" --seeds "$seeds" "$@" \
-    --preset small --out mqar_runs/board --no-site > "$LOG/board-${model##*[:.]}-$suite-$BASHPID.log" 2>&1; rc=$?
+    --preset small --out "$out" --no-site > "$LOG/board-${model##*[:.]}-$suite-$BASHPID.log" 2>&1; rc=$?
   echo "$(( $(date +%s) - T0 ))s board $model $suite rc=$rc" >> "$LOG/progress.txt"
-  python3 benchmarks/bench_runner.py mqar_runs/board > "$LOG/board_summary.md" 2>&1  # a poll brings the runs
+  python3 benchmarks/bench_runner.py "$out" > "$LOG/board_summary.md" 2>&1  # a poll brings the runs
 }
 bench_table() {  # LIMIT PRESET FAMILY+FAMILY [MODEL+MODEL]: one bench_models.py table (small at the runner's batch of 64)
   local batch=(); [ "$2" = small ] && batch=(--batch 64)
@@ -113,9 +115,10 @@ for phase in "$@"; do
              > "$LOG/bench_stack.md" 2>&1; rc=$?; cp "$LOG/bench_stack.md" "$LOG/current.log";;
     profile) timeout 300 python3 benchmarks/profile_step.py --models mamba,mamba2,gla,rwkv7,deltanet --top 12 \
                > "$LOG/profile.md" 2>&1; rc=$?; cp "$LOG/profile.md" "$LOG/current.log";;
-    profile@*)  # profile@PRESET@MODEL,MODEL: where those models' steps spend their GPU time
-            IFS=@ read -r _ preset models <<< "$phase"
-            timeout 300 python3 benchmarks/profile_step.py --models "$models" --preset "$preset" --top 15 \
+    profile@*)  # profile@PRESET@MODEL,MODEL[@VAR=VAL+VAR=VAL]: where those models' steps spend their GPU time
+            IFS=@ read -r _ preset models envs <<< "$phase"
+            echo "## $phase" >> "$LOG/profile.md"
+            env ${envs//+/ } timeout 300 python3 benchmarks/profile_step.py --models "$models" --preset "$preset" --top 15 \
               >> "$LOG/profile.md" 2>&1; rc=$?; cp "$LOG/profile.md" "$LOG/current.log";;
     models) bench_table 300 small mamba+mamba2+fla; bench_table 400 paper mamba+mamba2+fla;;
     models@*)  # models@PRESET@FAMILY+FAMILY[@MODEL+MODEL]: one table

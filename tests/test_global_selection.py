@@ -174,6 +174,28 @@ def test_fused_mixer_from_paper_width_unless_forced(monkeypatch):
     assert "global_selection_inner" not in available_kernels(adapter, "cuda", "small")
 
 
+def test_global_mixer_variable_forces_either_path_and_a_bad_value_is_one_line(monkeypatch):
+    """MQARBENCH_GLOBAL_MIXER=fused / unfused overrides the width rule (use_inner_fn, set by
+    tests and benchmarks, overrides both); the kernel choices follow, so runs record it."""
+    from mqarbench.errors import UserError
+
+    monkeypatch.setattr(gs, "selective_scan_cuda", object())
+    monkeypatch.setattr(gs, "causal_conv1d_fn", object())
+    narrow, wide = (GlobalSelectionMixer(d, 4, 4, 2, 1, long_kernel=8) for d in (256, 512))
+    cuda = torch.device("cuda")
+    monkeypatch.setenv("MQARBENCH_GLOBAL_MIXER", "fused")
+    assert narrow.takes_inner_fn() and "global_selection_inner" in narrow.kernel_choices(cuda)
+    monkeypatch.setenv("MQARBENCH_GLOBAL_MIXER", "unfused")
+    assert not wide.takes_inner_fn() and "selective_scan" in wide.kernel_choices(cuda)
+    wide.use_inner_fn = True
+    assert wide.takes_inner_fn()
+    monkeypatch.setenv("MQARBENCH_GLOBAL_MIXER", "auto")
+    assert not narrow.takes_inner_fn()
+    monkeypatch.setenv("MQARBENCH_GLOBAL_MIXER", "inner")
+    with pytest.raises(UserError, match=r"^MQARBENCH_GLOBAL_MIXER='inner': use one of auto, fused, unfused"):
+        narrow.takes_inner_fn()
+
+
 def test_gate_kernels_only_with_the_triton_long_conv_on_cuda(monkeypatch):
     """MQARBENCH_LONG_CONV=triton on a CPU falls back to the FFT, and so does the gate."""
     for value in ("auto", "fft", "toeplitz", "triton"):
