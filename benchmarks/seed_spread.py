@@ -7,7 +7,7 @@ Each folder holds runs trained on one task over seeds (the board's learning-rate
 validation is made per seed). For the test task ``--test``: the test query accuracy per seed, the
 mean ± std, how many runs scored below ``--fail``, the kernel paths the runs recorded and, for
 every folder after the first, the mean paired difference to the first over their common seeds
-with a two-sided sign-flip permutation p-value (exact up to ``EXACT_PAIRS`` pairs). Seeds share
+with a two-sided sign-flip permutation p-value (``mqarbench.analysis.many_seeds``). Seeds share
 their initial weights and data order across folders, so pairing removes most of what a seed
 alone decides.
 """
@@ -15,38 +15,20 @@ alone decides.
 from __future__ import annotations
 
 import argparse
-import json
-from itertools import product
 from pathlib import Path
 
 import numpy as np
 
+from mqarbench.analysis.many_seeds import recorded_paths, seed_scores, sign_flip_p
 from mqarbench.results.score import over_seeds
-from mqarbench.results.select import select_best_lr
-from mqarbench.results.store import collect_results
-
-EXACT_PAIRS = 20  # 2^20 sign patterns at most; above, a fixed random sample of them
-SAMPLED_FLIPS = 200_000
-
-
-def sign_flip_p(differences: list[float]) -> float:
-    """Two-sided p-value of a mean paired difference of zero: the share of sign patterns whose
-    |sum| reaches the observed |sum| (the observed pattern included)."""
-    d = np.asarray(differences, dtype=np.float64)
-    if len(d) == 0:
-        return float("nan")
-    if len(d) <= EXACT_PAIRS:
-        signs = np.array(list(product((1.0, -1.0), repeat=len(d))))  # (2^n, n)
-    else:
-        signs = np.random.default_rng(0).choice((1.0, -1.0), size=(SAMPLED_FLIPS, len(d)))
-    observed = abs(d.sum())
-    return float((np.abs(signs @ d) >= observed - 1e-9).mean())
 
 
 def scores(folder: Path, test: str) -> dict[int, float]:
-    """seed -> test query accuracy (overall slice) at the learning rate the seed's validation picks."""
-    rows = select_best_lr(collect_results(folder)).to_pylist()
-    out = {r["seed"]: r["query_accuracy"] for r in rows if r["slice"] == "overall" and r["test_task"] == test}
+    """seed -> test query accuracy on ``test`` at the learning rate each seed's validation picks."""
+    out: dict[int, float] = {}
+    for (_, tested), per_seed in seed_scores(folder).items():
+        if tested == test:
+            out.update(per_seed)
     if not out:
         raise SystemExit(f"{folder}: no results on test task {test!r}; check --test")
     return out
@@ -54,9 +36,7 @@ def scores(folder: Path, test: str) -> dict[int, float]:
 
 def kernel_paths(folder: Path) -> str:
     """The kernel paths the folder's runs recorded (one line; several sets joined by ' | ')."""
-    seen = sorted({json.dumps(json.loads(p.read_text()).get("kernel_paths", {}), sort_keys=True)
-                   for p in folder.rglob("run.json")})
-    return " | ".join(", ".join(f"{k}={v}" for k, v in json.loads(s).items()) for s in seen)
+    return " | ".join(", ".join(f"{k}={v}" for k, v in p.items()) for p in recorded_paths(folder))
 
 
 def table(folders: list[Path], test: str, fail: float) -> list[str]:

@@ -260,3 +260,31 @@ def test_pending_n_gram_ratio_takes_the_boards_in_domain_cell(tmp_path):
     # no Table 3 column among its runs: the line beside mamba lists the cells they do hold
     said = next(line for line in section.splitlines() if line.startswith("- mamba2: no Table 3 column yet"))
     assert f"k1v1->k2v2 {rep.fmt(transfer)}" in said and "k1v1->k1v1 " in said
+
+
+def test_cells_over_many_seeds_are_paired_with_mamba_and_sit_beside_the_board(tmp_path):
+    """The many-seeds section: each folder's mean ± std with the board's score beside it, the
+    paired difference to mamba's folder over common seeds, and the recorded kernel paths."""
+    from mqarbench.analysis import many_seeds
+    from mqarbench.results.score import over_seeds
+    from test_seed_spread import _write_run
+
+    for seed, (m, g) in enumerate([(80.0, 70.0), (90.0, 60.0), (85.0, 20.0)]):
+        _write_run(tmp_path / "mamba", f"m{seed}", seed, m, valid=m, paths={"mamba_inner": "x"}, model="mamba")
+        _write_run(tmp_path / "gm-path", f"g{seed}", seed, g, valid=g, paths={"long_conv": "triton"})
+    board = {"mamba": {("k2v2", "k2v2"): over_seeds([91.0, 92.0, 93.0])}}
+    text = "\n".join(many_seeds.render(tmp_path, board, "seeds/"))
+    assert "| mamba | mamba | 85.00 ± 5.00 (n=3) (board: 92.00 ± 1.00 (n=3)) |" in text
+    assert "| gm-path | global_mamba | 50.00 ± 26.46 (n=3) (board: not run) |" in text
+    # paired: (70-80 + 60-90 + 20-85) / 3 = -35; all three negative: p = 2/8
+    assert "- gm-path: k2v2 -> k2v2 -35.00 (p = 0.250, n = 3; findings' rule: within noise)" in text
+    assert "- gm-path: long_conv=triton" in text
+    assert many_seeds.render(tmp_path / "mamba" / "runs" / "m0", board, "x") == []  # no folders of runs
+
+
+def test_a_mistyped_many_seeds_folder_is_one_user_error(tmp_path, capsys):
+    out = tmp_path / "reproduction.md"
+    assert rep.main(["--out", str(out), "--many-seeds", str(tmp_path / "seeds")]) == 2
+    err = capsys.readouterr().err
+    assert "--many-seeds" in err and "not a directory" in err
+    assert not out.exists()

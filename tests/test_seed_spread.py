@@ -11,24 +11,25 @@ from mqarbench.results.schema import RESULTS_SCHEMA
 from mqarbench.results.store import to_table, write_results
 
 spread = load_script("seed_spread")
+sign_flip_p = spread.sign_flip_p
 
 
 def test_sign_flip_p_counts_the_patterns_at_least_as_extreme():
-    assert spread.sign_flip_p([1.0, 1.0, 1.0]) == pytest.approx(2 / 8)  # only all + and all -
-    assert spread.sign_flip_p([1.0, 2.0, -3.0]) == 1.0  # a zero sum: every pattern reaches it
-    assert spread.sign_flip_p([4.0, 1.0]) == pytest.approx(2 / 4)  # (+4 +1), (-4 -1)
-    assert spread.sign_flip_p([1.0] * 25) < 1e-3  # sampled above EXACT_PAIRS
+    assert sign_flip_p([1.0, 1.0, 1.0]) == pytest.approx(2 / 8)  # only all + and all -
+    assert sign_flip_p([1.0, 2.0, -3.0]) == 1.0  # a zero sum: every pattern reaches it
+    assert sign_flip_p([4.0, 1.0]) == pytest.approx(2 / 4)  # (+4 +1), (-4 -1)
+    assert sign_flip_p([1.0] * 25) < 1e-3  # sampled above EXACT_PAIRS
 
 
-def _write_run(folder, name, seed, accuracy, valid, lr=3e-3, paths=None):
+def _write_run(folder, name, seed, accuracy, valid, lr=3e-3, paths=None, model="global_mamba"):
     row = {n: None for n in RESULTS_SCHEMA.names}
-    row.update(model="global_mamba", adapter_version="2", preset="small", train_task="k2v2",
+    row.update(model=model, adapter_version="2", preset="small", train_task="k2v2",
                train_task_hash="h", seed=seed, lr=lr, valid_query_accuracy=valid, test_task="k2v2",
                query_accuracy=accuracy, slice="overall")
     run = folder / "runs" / name
     run.mkdir(parents=True)
     write_results(to_table([row]), run / "results.parquet")
-    (run / "run.json").write_text(json.dumps({"kernel_paths": paths or {"long_conv": "fft"}}))
+    (run / "run.json").write_text(json.dumps({"model": model, "kernel_paths": paths or {"long_conv": "fft"}}))
 
 
 def test_table_pairs_seeds_with_the_first_folder_and_takes_each_seeds_best_lr(tmp_path):

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mqarbench.analysis import calibration
+from mqarbench.analysis import calibration, many_seeds
 from mqarbench.analysis import paper_numbers as paper
 from mqarbench.errors import UserError, report
 from mqarbench.io import write_text_atomic
@@ -417,8 +417,11 @@ def _earlier(boards: Sequence[Measured]) -> list[str]:
     return lines
 
 
+MANY_SEEDS = REPO_ROOT / "benchmarks/results/k2v2_seeds"  # cells over many seeds, when it exists
+
+
 def render(measured: Measured, command: str, earlier: Sequence[Measured] = (),
-           pending: Measured | None = None) -> str:
+           pending: Measured | None = None, many_seeds_root: Path | None = None) -> str:
     verdicts = [(f, f.judge(measured.scores)) for f in FINDINGS]
     seeds = sorted({s.n for row in measured.scores.values() for s in row.values() if s})
     lines = [
@@ -455,6 +458,9 @@ def render(measured: Measured, command: str, earlier: Sequence[Measured] = (),
         ours = " / ".join(f"{s:.1f}" for s in shares[train]) if train in shares else "not run"
         lines.append(f"| {train} | {said} | {ours} |")
     lines += [""] + _new_models(measured)
+    if many_seeds_root is not None:
+        label = many_seeds_root.relative_to(REPO_ROOT) if many_seeds_root.is_relative_to(REPO_ROOT) else many_seeds_root
+        lines += many_seeds.render(many_seeds_root, measured.scores, str(label))
     lines += calibration.render(measured.valid, measured.scores)
     if pending is not None:
         lines += _pending(pending, measured)
@@ -475,6 +481,9 @@ def main(argv: list[str] | None = None) -> int:
                              "leaderboard/pending, when it exists)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="dataset cache (default: $MQARBENCH_DATA_DIR or ./mqar_data)")
+    parser.add_argument("--many-seeds", type=Path, default=None,
+                        help="folders of runs of a few cells over many seeds (default: "
+                             "benchmarks/results/k2v2_seeds, when it exists)")
     args = parser.parse_args(argv)
     try:
         data_dir = usable_dir(args.data_dir, "--data-dir") if args.data_dir else None
@@ -485,7 +494,11 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--pending {args.pending}: not a directory; pass the folder that holds "
                             "<model>/runs/ (e.g. leaderboard/pending), or leave the flag out")
         pending = load_pending(args.pending or REPO_ROOT / "leaderboard/pending", current, data_dir)
-        write_text_atomic(args.out, render(current, command, earlier, pending))
+        if args.many_seeds is not None and not args.many_seeds.is_dir():
+            raise UserError(f"--many-seeds {args.many_seeds}: not a directory; pass the folder that "
+                            "holds one folder of runs per model and kernel path, or leave the flag out")
+        seeds_root = args.many_seeds or (MANY_SEEDS if MANY_SEEDS.is_dir() else None)
+        write_text_atomic(args.out, render(current, command, earlier, pending, seeds_root))
     except UserError as err:
         return report(err)
     print(f"wrote {args.out}")
