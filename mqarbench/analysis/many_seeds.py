@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mqarbench.results.score import Score, over_seeds
+from mqarbench.results.score import NOISE_MARGIN, Score, clearly_above, over_seeds
 from mqarbench.results.select import select_best_lr
 from mqarbench.results.store import collect_results
 
 EXACT_PAIRS = 20  # every sign pattern up to 2^20; above, a fixed random sample of them
 SAMPLED_FLIPS = 200_000
-MARGIN = 5.0  # points, as the findings' rule (mqarbench.analysis.reproduction.MARGIN)
 
 
 def sign_flip_p(differences: list[float]) -> float:
@@ -76,9 +75,8 @@ def load(root: Path) -> list[SeedFolder]:
 
 
 def clearly_apart(a: Score, b: Score) -> str:
-    """'above' / 'below' / 'within noise': more than MARGIN points or two combined stds."""
-    gap = max(MARGIN, 2 * float(np.hypot(a.std, b.std)))
-    return "above" if a.mean - b.mean > gap else "below" if b.mean - a.mean > gap else "within noise"
+    """'above' / 'below' / 'within noise', by the findings' rule (``clearly_above``)."""
+    return "above" if clearly_above(a, b) else "below" if clearly_above(b, a) else "within noise"
 
 
 def _paths_text(paths: list[dict[str, str]]) -> str:
@@ -109,7 +107,7 @@ def render(root: Path, board: dict[str, dict[tuple[str, str], Score]], label: st
     if reference is not None:
         lines += ["", f"Against `{reference.name}` (the first mamba folder): the mean paired "
                   "difference over common seeds, p of a two-sided sign-flip test of those "
-                  f"differences, and the findings' unpaired rule (clearly apart: more than {MARGIN:g} "
+                  f"differences, and the findings' unpaired rule (clearly apart: more than {NOISE_MARGIN:g} "
                   "points and two combined stds), which ignores the pairing:", ""]
         for f in folders:
             if f is reference:

@@ -11,7 +11,6 @@ printed beside it; "not measured" names the missing scores. Nothing here changes
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -26,10 +25,11 @@ from mqarbench.leaderboard.boards import Score, build_boards
 from mqarbench.leaderboard.shortcut import NGRAM, ShortcutScore
 from mqarbench.leaderboard.sources import load_entries
 from mqarbench.paths import REPO_ROOT, usable_dir
+from mqarbench.results.score import NOISE_MARGIN, clearly_above
 
 Cell = paper.Cell
 Scores = dict[str, dict[Cell, Score]]  # model -> (train, test) -> score over seeds
-MARGIN = 5.0  # points: a difference smaller than this (or two combined stds) is noise
+MARGIN = NOISE_MARGIN  # points: a difference smaller than this (or two combined stds) is noise
 RECURRENT = ("hyena", "rwkv", "mamba", "mamba_2x_state", "mamba_4x_state", "global_mamba")
 COLUMNS = list(paper.TABLE3_COLUMNS.values())
 NGRAM_TRANSFER = NGRAM[0][0]  # the n-gram shortcut's cell, k1v1 -> k2v2 (README, "Shortcut score")
@@ -47,11 +47,6 @@ class Finding:
     paper: str
     rule: str
     judge: Callable[[Scores], Verdict]
-
-
-def clearly_above(a: Score, b: Score, margin: float = MARGIN) -> bool:
-    """a beats b by more than noise: ``margin`` points, or two combined stds if seeds vary."""
-    return a.mean - b.mean > max(margin, 2 * math.hypot(a.std, b.std))
 
 
 def fmt(score: Score | None) -> str:

@@ -38,6 +38,14 @@ class Score:
         return f"{self.mean:.2f}" if self.n == 1 else f"{self.mean:.2f} ± {self.std:.2f} (n={self.n})"
 
 
+NOISE_MARGIN = 5.0  # points: a difference smaller than this (or two combined stds) is noise
+
+
+def clearly_above(a: Score, b: Score, margin: float = NOISE_MARGIN) -> bool:
+    """a beats b by more than noise: ``margin`` points, or two combined stds if seeds vary."""
+    return a.mean - b.mean > max(margin, 2 * math.hypot(a.std, b.std))
+
+
 def over_seeds(values: list[float | None]) -> Score:
     """The Score of ``values``, leaving out runs that recorded none (None or NaN)."""
     return Score(tuple(float(v) for v in values if v is not None and not math.isnan(v)))
