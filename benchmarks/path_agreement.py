@@ -76,10 +76,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
 
     def batch(bucket):
-        rows = rng.choice(bucket.blank, size=hp.batch_size, replace=False)  # not the blank row
-        n = int(bucket.labels_per_row()[rows].sum())
-        index, target = (torch.from_numpy(a).to(device) for a in bucket.flat_labels(rows, n))
-        return torch.from_numpy(rows).to(device), index, target
+        return bucket.batch(rng.choice(bucket.blank, size=hp.batch_size, replace=False))  # not the blank row
 
     def loss_of(b):
         return static_loss(model, b[0].input_ids, *b[1])

@@ -42,10 +42,7 @@ def main() -> None:
         bucket = static_buckets(data, device)[args.bucket]
         model = adapter.build(args.preset, spec.vocab_size, spec.max_len).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=torch.tensor(hp.lr, device=device), capturable=True)
-        host_rows = np.arange(hp.batch_size)
-        n = int(bucket.labels_per_row()[host_rows].sum())
-        index, target = (torch.from_numpy(a).to(device) for a in bucket.flat_labels(host_rows, n))
-        rows = torch.from_numpy(host_rows).to(device)
+        rows, index, target = bucket.batch(np.arange(hp.batch_size))
 
         def step():
             loss = static_loss(model, bucket.input_ids, rows, index, target)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mqarbench.analysis.many_seeds import recorded_paths, seed_scores, sign_flip_p
+from mqarbench.analysis.many_seeds import paths_text, recorded_paths, seed_scores, sign_flip_p
 from mqarbench.results.score import over_seeds
 
 
@@ -32,11 +32,6 @@ def scores(folder: Path, test: str) -> dict[int, float]:
     if not out:
         raise SystemExit(f"{folder}: no results on test task {test!r}; check --test")
     return out
-
-
-def kernel_paths(folder: Path) -> str:
-    """The kernel paths the folder's runs recorded (one line; several sets joined by ' | ')."""
-    return " | ".join(", ".join(f"{k}={v}" for k, v in p.items()) for p in recorded_paths(folder))
 
 
 def table(folders: list[Path], test: str, fail: float) -> list[str]:
@@ -56,7 +51,7 @@ def table(folders: list[Path], test: str, fail: float) -> list[str]:
         lines.append(f"| {f.name} | {len(got)} | {over_seeds(values).text()} | "
                      f"{sum(v < fail for v in values)} | {paired} | {p} | "
                      + " / ".join(f"{got[s]:.1f}" if s in got else "-" for s in seeds) + " |")
-    lines += ["", "Kernel paths:"] + [f"- {f.name}: {kernel_paths(f) or 'not recorded'}" for f in folders]
+    lines += ["", "Kernel paths:"] + [f"- {f.name}: {paths_text(recorded_paths(f))}" for f in folders]
     return lines
 
 

@@ -139,3 +139,20 @@ def test_packing_defaults_to_a_pack_on_a_gpu_or_when_a_stack_is_asked_for():
     assert packing(None, "local", "cuda") == 0 and packing(None, "local", "cpu") == 1
     assert packing(None, "local", "cpu", stack=True) == 0  # --stack on a CPU is not silently dropped
     assert packing(3, "local", "cpu", stack=True) == 3 and packing(None, "ray", "cuda") == 1
+
+
+def test_a_static_buckets_batch_holds_exactly_its_rows_labels_in_flat_order():
+    """StaticBucket.batch: the rows, the labelled positions as indices into the flattened (B * L)
+    batch, and their targets, without padding (the benchmarks' one step outside a graph)."""
+    import numpy as np
+
+    from mqarbench.runner.graphs import StaticBucket, label_table
+
+    labels = np.full((3, 4), -100)
+    labels[0, 1], labels[1, 0], labels[1, 3], labels[2, 2] = 7, 8, 9, 5
+    positions, targets = label_table(labels)
+    bucket = StaticBucket(torch.zeros(3, 4, dtype=torch.long), positions, targets)
+    rows, index, target = bucket.batch(np.array([1, 2]))
+    assert rows.tolist() == [1, 2]
+    assert index.tolist() == [0, 3, 4 + 2]  # row 1 at 0 and 3, row 2 (the batch's second) at 2
+    assert target.tolist() == [8, 9, 5]

@@ -79,7 +79,8 @@ def clearly_apart(a: Score, b: Score) -> str:
     return "above" if clearly_above(a, b) else "below" if clearly_above(b, a) else "within noise"
 
 
-def _paths_text(paths: list[dict[str, str]]) -> str:
+def paths_text(paths: list[dict[str, str]]) -> str:
+    """Kernel-path sets on one line: op=path, ...; several sets joined by ' | '."""
     return " | ".join(", ".join(f"{k}={v}" for k, v in sorted(p.items())) for p in paths) or "not recorded"
 
 
@@ -124,5 +125,5 @@ def render(root: Path, board: dict[str, dict[tuple[str, str], Score]], label: st
                              f"n = {len(common)}; findings' rule: {verdict})")
             lines.append(f"- {f.name}: " + "; ".join(parts))
     lines += ["", "Kernel paths the runs recorded:", ""]
-    lines += [f"- {f.name}: {_paths_text(f.paths)}" for f in folders]
+    lines += [f"- {f.name}: {paths_text(f.paths)}" for f in folders]
     return lines + [""]

@@ -62,6 +62,14 @@ class StaticBucket:
         index[: len(flat)], target[: len(flat)] = flat, tgt[valid]
         return index, target
 
+    def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``static_loss``'s rows, index and target for the batch of ``rows`` (B,), on the bucket's
+        device, with exactly that batch's labels (no padding): one step outside a graph."""
+        n = int(self.labels_per_row()[rows].sum())
+        index, target = self.flat_labels(rows, n)
+        device = self.input_ids.device
+        return tuple(torch.from_numpy(a).to(device) for a in (rows, index, target))
+
 
 def label_table(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For labels (N, L): positions (N, Q) and targets (N, Q) of each row's labelled positions in
