@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from mqarbench.kernels import KernelChoice, env_choice, use_reference
+from mqarbench.kernels import KernelChoice, env_choice, kernel_choices, use_reference
 from mqarbench.kernels.triton_support import launch_device, triton, triton_available
 
 if triton is not None:
@@ -143,3 +143,9 @@ def cross_entropy_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
 def label_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The training loss: mean cross entropy of logits (N, V) against target (N,), -100 ignored."""
     return cross_entropy_impl(logits.device)[0](logits, target)
+
+
+def training_kernel_choices(module: torch.nn.Module, device: torch.device) -> dict[str, KernelChoice]:
+    """What a run on ``device`` takes: the model's ops and the training loss (``cross_entropy``),
+    as run.json records them and ``mqarbench models show`` lists them."""
+    return {**kernel_choices(module, device), "cross_entropy": cross_entropy_impl(device)[1]}

@@ -7,8 +7,7 @@ from typing import Any
 
 import torch
 
-from mqarbench.kernels import kernel_choices
-from mqarbench.kernels.cross_entropy import cross_entropy_impl
+from mqarbench.kernels.cross_entropy import training_kernel_choices
 from mqarbench.models.adapter import ModelAdapter
 
 DEFAULT_VOCAB = 20_000
@@ -58,8 +57,6 @@ def available_kernels(adapter: ModelAdapter, device: str, preset: str = "tiny",
     """Which path each op would take on ``device`` here for the preset's model (built on the
     meta device: a choice may depend on a layer's width, as Global Selection's long conv does)."""
     module = meta_build(adapter, preset, vocab_size, max_len)
-    # the training loss too: the runner records it beside the model's ops
-    choices = {**kernel_choices(module, torch.device(device)),
-               "cross_entropy": cross_entropy_impl(torch.device(device))[1]}
+    choices = training_kernel_choices(module, torch.device(device))
     return {op: choice.path + (f" ({choice.missing})" if choice.missing else "")
             for op, choice in sorted(choices.items())}

@@ -81,8 +81,8 @@ def open_run(spec: RunSpec, alone: bool = True) -> OpenRun | None:
     ``alone``: the run has the process to itself, so the GPU's peak memory is its own."""
     import torch
 
-    from mqarbench.kernels import kernel_paths, slow_paths
-    from mqarbench.kernels.cross_entropy import cross_entropy_impl
+    from mqarbench.kernels import slow_paths
+    from mqarbench.kernels.cross_entropy import training_kernel_choices
     from mqarbench.models.checks import check_forward
     from mqarbench.models.registry import load_adapter
     from mqarbench.runner.envinfo import environment, pick_device
@@ -115,7 +115,7 @@ def open_run(spec: RunSpec, alone: bool = True) -> OpenRun | None:
         "preset": spec.preset, "train_task": spec.train.task, "train_task_version": spec.train.version,
         "train_task_hash": spec.train.content_hash, "test_tasks": [t.task for t in spec.tests],
         "hparams": spec.hparams.model_dump(mode="json"), "seed": spec.seed,
-        "kernel_paths": {**kernel_paths(model), "cross_entropy": cross_entropy_impl(device)[1].path},
+        "kernel_paths": {op: c.path for op, c in sorted(training_kernel_choices(model, device).items())},
         **environment(device),
         "spec": spec.to_json(), "trained": bool(info.get("trained")), "attempts": info.get("attempts", 0) + 1,
     }
