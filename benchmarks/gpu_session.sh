@@ -17,7 +17,7 @@
 # matrix[@SUITE[@train=...]] / workers[@SUITE[@train=...]]: mamba's runs per GPU-hour, packed / 8 processes)
 # (calibrate: the candidates of STAGE, default benchmarks/calibration/stage1.txt; board: MODELS x
 # SUITE x SEEDS at small, default pythia,mamba x main x 3, one `mqarbench run` per model so that a
-# time limit loses one model's pack, not all, and models joined by + as one pack (an ablation's variants); board@MODELS@SUITE@SEEDS[@ID+ID|@train=TASK+TASK[,lr=LR]] overrides
+# time limit loses one model's pack, not all, and models joined by + as one pack (an ablation's variants); board@MODELS@SUITE@SEEDS[@ID+ID|@train=TASK+TASK[,lr=LR][,epochs=N]] overrides
 # those three for one phase, and picks runs; @ since adapter refs hold colons). LANE2="..." (and LANE3)
 # runs more phases at the same time in another process chain (the GPU is shared; a board beside the
 # tests). DEADLINE=S (seconds after the start; the machine's held time) stops board packs from
@@ -57,13 +57,15 @@ else
   echo "0s GPU extensions do not import (imports.log; STRIP=0 bash benchmarks/wheels.sh pack)" >> "$LOG/progress.txt"
 fi
 # a board phase's last field, parts joined by commas: run ids (ID+ID, as --only), train tasks
-# (train=TASK+TASK, as --train), learning rates (lr=LR+LR, as --lr; e.g. an ablation at one rate)
+# (train=TASK+TASK, as --train), learning rates (lr=LR+LR, as --lr; e.g. an ablation at one rate),
+# epochs (epochs=N, as --epochs; a calibration probe of longer training)
 pick_runs() {
   local part out=""
   for part in ${1//,/ }; do
     case $part in
       train=*) part=${part#train=}; out="$out --train ${part//+/ }";;
       lr=*) part=${part#lr=}; out="$out --lr ${part//+/ }";;
+      epochs=*) out="$out --epochs ${part#epochs=}";;
       *) out="$out --only ${part//+/ }";;
     esac
   done

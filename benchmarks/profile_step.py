@@ -66,7 +66,7 @@ def main() -> None:
         kernels = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
         # kernel time against wall time: near 1 the step is bound by its kernels, far below by launches
         kernel_ms = sum(e.self_device_time_total for e in kernels) / 5 / 1e3
-        print(f"\n## {model_name}: bucket L={bucket.length}, {n} labels, "
+        print(f"\n## {model_name}: bucket L={bucket.length}, {len(target)} labels, "
               f"B={hp.batch_size}, V={spec.vocab_size} (5 steps): eager step {wall_ms:.2f} ms, "
               f"its kernels {kernel_ms:.2f} ms, {sum(e.count for e in kernels) // 5} "
               f"kernel calls per step")

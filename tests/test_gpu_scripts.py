@@ -153,13 +153,13 @@ def test_session_todo_phase_trains_what_board_todo_lists(tmp_path):
 
 def test_session_board_phase_picks_runs_by_ids_tasks_and_learning_rates(tmp_path):
     """board@MODELS@SUITE@SEEDS@PICK: one `mqarbench run` per comma-separated model, and one for
-    models joined by +; PICK's comma-joined parts become --only, --train and --lr (an ablation of
-    several adapters at one learning rate)."""
+    models joined by +; PICK's comma-joined parts become --only, --train, --lr and --epochs (an ablation of
+    several adapters at one learning rate; a calibration probe)."""
     ablation = "baselines.global_mamba:GlobalMambaK64,baselines.global_mamba:GlobalMambaNoBias"
     together = "baselines.global_mamba:GlobalMambaK64+baselines.global_mamba:GlobalMambaK256"
     work, log, done = run_session(
         tmp_path, f"board@{ablation}@all@3@train=k2v2+k1v1,lr=0.003 board@mamba@main@2@id1+id2 board@gla@all@1 "
-                  f"board@{together}@all@3@lr=0.003",
+                  f"board@{together}@all@3@lr=0.003 board@pythia@main@6@train=k2v2,lr=0.003+0.01,epochs=60",
         {"bench_runner.py": ""}, {"mqarbench": 'echo "$@" >> mqarbench_calls.txt'})
     assert done.returncode == 0, done.stderr
     tail = "--preset small --out mqar_runs/board --no-site"
@@ -168,7 +168,8 @@ def test_session_board_phase_picks_runs_by_ids_tasks_and_learning_rates(tmp_path
         f"run --model baselines.global_mamba:GlobalMambaNoBias --suite all --seeds 3 --train k2v2 k1v1 --lr 0.003 {tail}",
         f"run --model mamba --suite main --seeds 2 --only id1 id2 {tail}",
         f"run --model gla --suite all --seeds 1 {tail}",
-        f"run --model {together.replace('+', ',')} --suite all --seeds 3 --lr 0.003 {tail}"]
+        f"run --model {together.replace('+', ',')} --suite all --seeds 3 --lr 0.003 {tail}",
+        f"run --model pythia --suite main --seeds 6 --train k2v2 --lr 0.003 0.01 --epochs 60 {tail}"]
     assert "all done" in (log / "progress.txt").read_text()
     assert any(p.name.startswith("board-GlobalMambaK256-all-") for p in log.iterdir())
 
