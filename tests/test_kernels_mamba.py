@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mqarbench.errors import UserError
 from mqarbench.kernels import force_reference
 from mqarbench.kernels.causal_conv import causal_conv1d_fn, causal_conv1d_ref, conv_impl
 from mqarbench.kernels.long_conv import long_conv_direct, long_conv_fft, long_conv_impl
@@ -187,6 +188,38 @@ def test_cpu_takes_references_and_force_reference_switches_long_conv():
     assert long_conv_impl(cpu)[0] is long_conv_fft
     with force_reference():
         assert long_conv_impl(cpu)[0] is long_conv_direct
+
+
+def test_triton_scan_is_opt_in_and_leaves_mamba_inner_fn_out(monkeypatch):
+    """MQARBENCH_SELECTIVE_SCAN=triton takes our scan on CUDA and the unfused Mamba block (the
+    fused mamba_inner_fn and Global Selection's fused mixer hold mamba_ssm's scan); unset, mamba_ssm's kernels (or the reference,
+    saying why, where they are missing); a bad value is one line on any device."""
+    from baselines.mamba import MambaMixer
+    from mqarbench.kernels import selective_scan as ss
+    from mqarbench.kernels.global_selection import global_selection_inner_impl
+    from mqarbench.kernels.selective_scan_triton import selective_scan_triton
+    from mqarbench.kernels.triton_support import triton_available
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    mixer = MambaMixer(d_model=8, d_state=4, d_conv=4, expand=2, dt_rank=2)
+    monkeypatch.delenv("MQARBENCH_SELECTIVE_SCAN", raising=False)
+    default = ss.scan_impl(cuda)[1]
+    assert default.path == ("mamba_ssm.selective_scan_fn" if selective_scan_fn is not None
+                            else "reference.selective_scan_chunked")
+    assert "selective_scan" not in mixer.kernel_choices(cuda) or selective_scan_fn is None
+    monkeypatch.setenv("MQARBENCH_SELECTIVE_SCAN", "triton")
+    if triton_available()[0]:
+        assert ss.scan_impl(cuda) == (selective_scan_triton, ss.KernelChoice("triton.selective_scan_triton", True))
+    assert ss.inner_impl(cuda)[0] is None
+    assert global_selection_inner_impl(cuda)[0] is None  # it calls mamba_ssm's scan kernels too
+    assert set(mixer.kernel_choices(cuda)) == {"causal_conv1d", "selective_scan"}
+    assert ss.scan_impl(cpu)[1] == ss.KernelChoice("reference.selective_scan_chunked", False)
+    with force_reference():
+        assert ss.scan_impl(cuda)[1].path == "reference.selective_scan_chunked"
+    monkeypatch.setenv("MQARBENCH_SELECTIVE_SCAN", "cuda")
+    for device in (cpu, cuda):
+        with pytest.raises(UserError, match="MQARBENCH_SELECTIVE_SCAN='cuda': use one of auto, mamba_ssm, triton"):
+            ss.scan_impl(device)
 
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from mqarbench.kernels import KernelChoice, use_reference
 from mqarbench.kernels.causal_conv import causal_conv1d_fn
+from mqarbench.kernels.selective_scan import triton_scan_chosen
 from mqarbench.kernels.long_conv import global_long_conv_impl, long_conv_like_conv1d
 from mqarbench.kernels.long_conv_triton import (gated_delta, gated_delta_backward,
                                                 long_conv_input_grad, long_conv_triton)
@@ -205,9 +206,10 @@ def global_selection_inner_fn(xz, conv_weight, conv_bias, x_proj_weight, dt_proj
 
 
 def global_selection_inner_impl(device: torch.device) -> tuple[Callable | None, KernelChoice]:
-    """The fused Global Selection mixer on ``device``, if its kernels are there."""
+    """The fused Global Selection mixer on ``device``, if its kernels are there. It calls
+    mamba_ssm's scan kernels, so MQARBENCH_SELECTIVE_SCAN=triton leaves it out."""
     ready = selective_scan_cuda is not None and causal_conv1d_fn is not None
-    if device.type == "cuda" and not use_reference() and ready:
+    if device.type == "cuda" and not use_reference() and ready and not triton_scan_chosen():
         return global_selection_inner_fn, KernelChoice(
             "mqarbench.global_selection_inner_fn", True)
     why = ""

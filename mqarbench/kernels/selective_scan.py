@@ -11,8 +11,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from mqarbench.kernels import KernelChoice, use_reference
+from mqarbench.kernels import KernelChoice, env_choice, use_reference
 from mqarbench.kernels.causal_conv import causal_conv1d_fn
+from mqarbench.kernels.selective_scan_triton import selective_scan_triton
+from mqarbench.kernels.triton_support import triton_available
 
 try:  # the compiled extension is missing on CPU machines; importing mamba_ssm then raises
     from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn, selective_scan_fn
@@ -21,6 +23,11 @@ except Exception as err:  # noqa: BLE001 - any import failure means "no fast pat
     _MISSING = f"mamba_ssm not importable ({type(err).__name__}; pip install mamba-ssm)"
 else:
     _MISSING = ""
+
+# MQARBENCH_SELECTIVE_SCAN picks the scan on CUDA: mamba_ssm's kernel (auto: the path of every
+# board run) or ours in Triton (deterministic; mamba_inner_fn holds mamba_ssm's scan, so a model
+# that would take it runs its unfused ops instead).
+SCAN_PATHS = ("auto", "mamba_ssm", "triton")
 
 CHUNK = 8  # steps per chunk: work grows with CHUNK, Python overhead with L / CHUNK; 8 was fastest
 # on a 2-core CPU for (B 4-16, d_inner 128-256, L 64-256), 2-4x faster than 16 or 32
@@ -88,12 +95,25 @@ def selective_scan_chunked(
     return _finish(torch.cat(ys, dim=-1), u, D, z, dtype)
 
 
+def triton_scan_chosen() -> bool:
+    """Whether MQARBENCH_SELECTIVE_SCAN asks for our Triton scan (a bad value raises UserError)."""
+    return env_choice("MQARBENCH_SELECTIVE_SCAN", SCAN_PATHS) == "triton"
+
+
 def scan_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
-    """The selective scan taken on ``device``."""
-    if device.type == "cuda" and not use_reference() and selective_scan_fn is not None:
-        return selective_scan_fn, KernelChoice("mamba_ssm.selective_scan_fn", True)
-    why = _MISSING if device.type == "cuda" and selective_scan_fn is None else ""
-    return selective_scan_chunked, KernelChoice("reference.selective_scan_chunked", False, why)
+    """The selective scan taken on ``device``, as MQARBENCH_SELECTIVE_SCAN says."""
+    triton_chosen = triton_scan_chosen()  # a bad value is reported on every device
+    if device.type == "cuda" and not use_reference():
+        if triton_chosen:
+            if triton_available()[0]:
+                return selective_scan_triton, KernelChoice("triton.selective_scan_triton", True)
+            why = triton_available()[1]
+        elif selective_scan_fn is not None:
+            return selective_scan_fn, KernelChoice("mamba_ssm.selective_scan_fn", True)
+        else:
+            why = _MISSING
+        return selective_scan_chunked, KernelChoice("reference.selective_scan_chunked", False, why)
+    return selective_scan_chunked, KernelChoice("reference.selective_scan_chunked", False)
 
 
 def grouped_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
@@ -118,9 +138,11 @@ def grouped_scan_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
 
 def inner_impl(device: torch.device) -> tuple[Callable | None, KernelChoice]:
     """The fused Mamba block kernel (conv + projections + scan + gate) on ``device``, if any.
-    It runs causal_conv1d's kernel inside, so it needs both libraries."""
+    It runs causal_conv1d's kernel inside, so it needs both libraries; it holds mamba_ssm's scan,
+    so MQARBENCH_SELECTIVE_SCAN=triton leaves it out."""
     ready = mamba_inner_fn is not None and causal_conv1d_fn is not None
-    if device.type == "cuda" and not use_reference() and ready:
+    triton_chosen = triton_scan_chosen()
+    if device.type == "cuda" and not use_reference() and ready and not triton_chosen:
         return mamba_inner_fn, KernelChoice("mamba_ssm.mamba_inner_fn", True)
     why = ""
     if device.type == "cuda" and not ready:
