@@ -3,11 +3,12 @@
     python benchmarks/bench_scan.py                            # batch 64, D 256, N 16/32/64, L 64/128/256
     python benchmarks/bench_scan.py --paper                    # batch 64, D 1536, N 16, L 512
     python benchmarks/bench_scan.py --shapes 64x256x16x256,8x512x64x1024
-    python benchmarks/bench_scan.py --shapes 64x256x16x256 --tiles 8,1,8,1,8,1 --tiles 4,2,8,1,8,1
+    python benchmarks/bench_scan.py --shapes 64x256x16x256 --tiles 8,1,16,1,8,1 --tiles 4,1,16,1,8,1
 
 Called as Mamba calls it: delta_softplus, delta_bias, D and z given; u, delta, z, B, C in bf16
 (B and C come out of x_proj under autocast); A, D, delta_bias fp32. Forward alone runs under
-no_grad; forward + backward takes the gradients of every input. Each time is the median of
+no_grad (so the Triton forward saves no states); forward + backward takes the gradients of every
+input. Each time is the median of
 --reps calls timed with CUDA events after --warmup calls, in microseconds. --tiles (block_t,
 state_every, fwd_block_d, fwd_warps, bwd_block_d, bwd_warps; repeatable) times the Triton kernels
 with those tiles instead of tiles_for(N), one row each. Prints a Markdown table.
@@ -77,7 +78,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paper", action="store_true", help="the paper shape set instead of small's")
     parser.add_argument("--shapes", help="comma-separated BATCHxDxNxL, e.g. 64x256x16x256")
-    parser.add_argument("--tiles", action="append", help="block_t,state_every,fwd_block_d,fwd_warps,bwd_block_d,bwd_warps")
+    parser.add_argument("--tiles", action="append",
+                        help="block_t,state_every,fwd_block_d,fwd_warps,bwd_block_d,bwd_warps (repeatable)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--reps", type=int, default=20)
     args = parser.parse_args()

@@ -61,6 +61,8 @@ CASES = {
     "bf16-bc-bf16": _sized(16, dtype=torch.bfloat16, bc_dtype=torch.bfloat16, bias=False),
 }
 DETERMINISM_CASE = "fp32-all"
+# one step, channel and state; a sequence shorter than a chunk (some gradients are zero there)
+EDGE_CASES = {"tiny": Case(1, 1, 1, 1), "under-a-chunk": Case(2, 3, 3, 5)}
 
 
 def _inputs(case: Case, device: str = "cpu", seed: int = 1) -> dict:
@@ -190,7 +192,7 @@ def _no_grad_same(case: Case) -> bool:
 
 
 def _interpreter_checks() -> dict:
-    results = {name: _checks(case) for name, case in CASES.items()}
+    results = {name: _checks(case) for name, case in {**CASES, **EDGE_CASES}.items()}
     results["deterministic"] = _deterministic(CASES[DETERMINISM_CASE])
     results["no_grad_same"] = _no_grad_same(CASES[DETERMINISM_CASE])
     return results
@@ -216,6 +218,11 @@ def _assert_close(checks: dict, case: Case, x: dict) -> None:
 @pytest.mark.parametrize("case", list(CASES))
 def test_triton_scan_matches_reference(interpreted, case):
     _assert_close(interpreted[case], CASES[case], _inputs(CASES[case]))
+
+
+@pytest.mark.parametrize("case", list(EDGE_CASES))
+def test_triton_scan_edge_shapes(interpreted, case):
+    assert all(check["ratio"] <= 1 for check in interpreted[case].values()), interpreted[case]
 
 
 def test_triton_scan_backward_is_deterministic(interpreted):

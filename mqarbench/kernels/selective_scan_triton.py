@@ -11,19 +11,21 @@ buffer with atomics (256-way contention at ``small``, 64 x 256 x 16 x 256, where
 on an H200, the largest kernel of a Mamba training step), and its sums land in a different order
 on every call, so its gradients are not reproducible.
 
-Chunking: a program owns one batch row and BLOCK_D channels and walks L in chunks of BLOCK_T
-steps. A chunk is a (BLOCK_T, BLOCK_N, BLOCK_D) fp32 register tile (BLOCK_N: N rounded up to a
-power of two, masked), time first so that each thread holds whole chunks of time; its recurrence
-is one ``tl.associative_scan`` over time with the combine (a1, b1), (a2, b2) -> (a1 a2, b1 a2 +
-b2), which gives each step's state from a zero start and its cumulative decay P_t; h_t = that
-state + P_t h_in, h_in carried from the chunk before. Steps past L have delta' = 0 and u = 0:
-they leave the state alone, so a chunk's last row is its carry.
+Chunking: a program owns one batch row and BLOCK_D channels (or a few such blocks, one after
+another: _blocks_per_program) and walks L in chunks of BLOCK_T steps. A chunk is a (BLOCK_T,
+BLOCK_N, BLOCK_D) fp32 register tile (BLOCK_N: N rounded up to a power of two, masked), time
+first so that each thread holds whole chunks of time; its recurrence is one
+``tl.associative_scan`` over time with the combine (a1, b1), (a2, b2) -> (a1 a2, b1 a2 + b2),
+which gives each step's state from a zero start and its cumulative decay P_t; h_t = that state
++ P_t h_in, h_in carried from the chunk before. Steps past L have delta' = 0 and u = 0: they
+leave the state alone, so a chunk's last row is its carry.
 
 The forward saves the state entering every STATE_EVERY-th chunk, (batch, n_saved, D, N) fp32,
-and nothing per step (nor these, when no backward can follow). The backward walks those spans of chunks in reverse. For each span it runs
-the forward once more from the saved state to find each chunk's entering state (kept in a small
-per-program scratch buffer; with STATE_EVERY = 1 the saved state is the chunk's), then walks the
-span's chunks in reverse: it recomputes a chunk's states and solves the adjoint recurrence
+and nothing per step (nor these when no backward can follow). The backward walks those spans of
+chunks in reverse. For each span it runs the forward once more from the saved state to find each
+chunk's entering state (kept in a small per-program scratch buffer; with STATE_EVERY = 1 the
+saved state is the chunk's), then walks the span's chunks in reverse: it recomputes a chunk's
+states and solves the adjoint recurrence
     g_t = dL/dh_t = C_t dy_t + a_{t+1} g_{t+1}
 as a scan over the time-flipped chunk, carrying a_0 g_0 of each chunk into the chunk before it.
 From g (with a_t h_{t-1} = h_t - b_t, so h_{t-1} is never needed):
@@ -60,14 +62,16 @@ class Tiles:
 
 
 # BLOCK_N -> tiles. Triton's default layout spreads a warp's lanes over a tile's trailing axes
-# first: channels (BLOCK_D lanes), then states; time, the first axis, stays inside threads, so
-# the scans need no shuffles. One warp a program keeps the sums over states (y, du, d delta)
-# within a warp; 8 channels on 8 lanes balance the shuffles of the sums over channels (dB, dC)
-# against the (step, channel) work (softplus, loads) that the lanes holding a channel's other
-# states repeat. block_t is as long as the backward's registers allow (it keeps about a dozen
-# live tiles of block_t x BLOCK_N x BLOCK_D / 32 values a thread); state_every keeps the saved
-# states near two fp32 copies of u. Chosen from the compiled kernels' instruction counts and
-# registers on sm_90, untimed: tune with benchmarks/bench_scan.py --tiles.
+# first: channels (up to BLOCK_D lanes), then states; time, the first axis, stays inside
+# threads, so the scans need no shuffles. One warp a program keeps the sums over states (y, du,
+# d delta) within a warp. The lanes that share a channel all repeat its (step, channel) work
+# (loads, softplus), the lanes that share a state all take part in the sums over channels (dB,
+# dC): the backward's 8 channel lanes x 4 state lanes (N = 16) balance the two; the forward has
+# no channel sums and takes 16 x 2. block_t is as long as the backward's registers allow (it
+# keeps about a dozen live tiles of block_t x BLOCK_N x BLOCK_D / 32 values a thread);
+# state_every keeps the saved states near two fp32 copies of u. Chosen from the compiled
+# kernels' instruction counts and registers on sm_90, untimed: tune with
+# benchmarks/bench_scan.py --tiles.
 TILES = {
     2: Tiles(8, 1, 16, 1, 16, 1),
     4: Tiles(8, 1, 16, 1, 16, 1),
