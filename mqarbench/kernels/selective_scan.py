@@ -103,17 +103,14 @@ def triton_scan_chosen() -> bool:
 def scan_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
     """The selective scan taken on ``device``, as MQARBENCH_SELECTIVE_SCAN says."""
     triton_chosen = triton_scan_chosen()  # a bad value is reported on every device
+    why = ""
     if device.type == "cuda" and not use_reference():
-        if triton_chosen:
-            if triton_available()[0]:
-                return selective_scan_triton, KernelChoice("triton.selective_scan_triton", True)
-            why = triton_available()[1]
-        elif selective_scan_fn is not None:
+        if triton_chosen and triton_available()[0]:
+            return selective_scan_triton, KernelChoice("triton.selective_scan_triton", True)
+        if not triton_chosen and selective_scan_fn is not None:
             return selective_scan_fn, KernelChoice("mamba_ssm.selective_scan_fn", True)
-        else:
-            why = _MISSING
-        return selective_scan_chunked, KernelChoice("reference.selective_scan_chunked", False, why)
-    return selective_scan_chunked, KernelChoice("reference.selective_scan_chunked", False)
+        why = triton_available()[1] if triton_chosen else _MISSING
+    return selective_scan_chunked, KernelChoice("reference.selective_scan_chunked", False, why)
 
 
 def grouped_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
