@@ -69,9 +69,15 @@ def timings(fn: Callable, x: list[torch.Tensor], warmup: int, reps: int, **kw) -
     return fwd, median_us(both, warmup, reps)
 
 
-def parse_shape(text: str) -> tuple[int, int, int, int]:
-    batch, dim, n_state, length = (int(v) for v in text.lower().split("x"))
-    return batch, dim, n_state, length
+def parse_ints(text: str, count: int, sep: str, flag: str, form: str) -> tuple[int, ...]:
+    """``count`` positive integers from ``text``; a malformed value exits with one line naming the flag."""
+    try:
+        values = tuple(int(v) for v in text.lower().split(sep))
+    except ValueError:
+        values = ()
+    if len(values) != count or min(values) < 1:
+        sys.exit(f"bench_scan.py: {flag} {text!r}: expected {form} (positive integers)")
+    return values
 
 
 def main() -> None:
@@ -83,10 +89,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--reps", type=int, default=20)
     args = parser.parse_args()
+    shapes = ([parse_ints(s, 4, "x", "--shapes", "BATCHxDxNxL") for s in args.shapes.split(",")]
+              if args.shapes else PAPER if args.paper else SMALL)
+    tile_sets = ([Tiles(*parse_ints(t, 6, ",", "--tiles", "block_t,state_every,fwd_block_d,fwd_warps,"
+                                                         "bwd_block_d,bwd_warps")) for t in args.tiles]
+                 if args.tiles else [None])
     if not torch.cuda.is_available():
         sys.exit("bench_scan.py: needs a CUDA GPU (torch.cuda.is_available() is False)")
-    shapes = [parse_shape(s) for s in args.shapes.split(",")] if args.shapes else PAPER if args.paper else SMALL
-    tile_sets = [Tiles(*(int(v) for v in t.split(","))) for t in args.tiles] if args.tiles else [None]
     print(f"{torch.cuda.get_device_name()}; mamba_ssm {'found' if selective_scan_fn else 'missing'}\n")
     print("| batch x D x N x L | Triton tiles | mamba_ssm fwd us | triton fwd us | mamba_ssm fwd+bwd us "
           "| triton fwd+bwd us | mamba_ssm / triton (fwd+bwd) |")

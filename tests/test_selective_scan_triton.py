@@ -321,3 +321,17 @@ if __name__ == "__main__":  # the interpreter worker, started by the ``interpret
     patch_interpreter()
     _patch_vector_combines()
     print(json.dumps(_interpreter_checks()))
+
+
+@pytest.mark.parametrize("flags,named", [(["--shapes", "64x256x16"], "--shapes '64x256x16'"),
+                                         (["--tiles", "8,1,16,1,8"], "--tiles '8,1,16,1,8'"),
+                                         (["--shapes", "64x0x16x256"], "--shapes '64x0x16x256'")])
+def test_bench_scan_reports_a_malformed_flag_in_one_line(flags, named):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_scan.py"
+    run = subprocess.run([sys.executable, str(script), *flags], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [run.stderr.strip()] and named in run.stderr
