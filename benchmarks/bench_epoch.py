@@ -24,6 +24,7 @@ import torch
 
 from mqarbench.data import build_dataset
 from mqarbench.kernels import kernel_paths, slow_paths
+from mqarbench.kernels.determinism import make_deterministic
 from mqarbench.models.registry import load_adapter
 from mqarbench.runner.hparams import sweep
 from mqarbench.runner.plan import plan_run
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--eager", action="store_true", help="time Member.step (as --pack 1), not graphs")
     args = parser.parse_args()
+    make_deterministic()  # as a run does, when MQARBENCH_DETERMINISTIC=1
     device = torch.device(args.device)
     epochs = sweep(args.preset)[0].epochs
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"

@@ -146,3 +146,20 @@ def test_weights_round_trip_in_bf16_with_a_tied_head(tmp_path):
     path.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 1\n")
     with pytest.raises(ValueError, match="Git LFS pointer"):
         load_weights(b, path)
+
+
+def test_the_same_weights_give_the_same_file(tmp_path):
+    """A rerun that trains the same weights (--deterministic on a GPU, any run on a CPU) writes a
+    byte-identical weights file, so its .sha256 matches too."""
+    import torch
+
+    from mqarbench.runner.weights import save_weights
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(40, 8), torch.nn.Linear(8, 40))
+    model[1].weight = model[0].weight  # an alias in the metadata
+    files = [tmp_path / f"w{i}.safetensors" for i in range(6)]
+    for path in files:
+        save_weights(model, path)
+    assert len({p.read_bytes() for p in files}) == 1
+    assert len({(p.parent / (p.name + ".sha256")).read_text() for p in files}) == 1

@@ -24,6 +24,20 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=None, help=DATA_DIR_HELP)
     p.add_argument("--allow-slow-kernels", action="store_true",
                    help="on CUDA, train even where a model falls back to a reference kernel")
+    p.add_argument("--deterministic", action="store_true",
+                   help="on CUDA, kernels that sum in a fixed order, so a rerun of a seed repeats bit for bit "
+                        "(the Mamba family then takes the Triton selective scan; as MQARBENCH_DETERMINISTIC=1)")
+
+
+def _choose_kernels(args: argparse.Namespace) -> None:
+    """Apply the kernel flags to this process and the workers it starts (they read the environment)."""
+    from mqarbench.kernels.determinism import choose_deterministic, deterministic_chosen
+
+    if (args.deterministic or deterministic_chosen()) and getattr(args, "stack", False):
+        raise UserError("--deterministic with --stack: stacked runs take mamba_ssm's grouped scan, whose backward "
+                        "is not deterministic; drop --stack")
+    if args.deterministic:
+        choose_deterministic()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -105,6 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError("--stack trains runs side by side in one pack; drop --pack 1 / --executor ray, or drop --stack")
     if args.pack not in (None, 1) and args.executor == "ray":
         raise UserError("--pack works with --executor local; a Ray task trains one run (drop --pack)")
+    _choose_kernels(args)
     load_suite(args.suite)  # an unknown suite fails before anything is built
     models = resolve_models(args.model)
     preset = default_preset(args.preset)
@@ -138,6 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.seed < 0:
         raise UserError(f"--seed must be 0 or more, got {args.seed}")
+    _choose_kernels(args)
     if load_task(args.task).test_only:
         raise UserError(f"--task {args.task!r} is test only; train on a task with a train split")
     preset = default_preset(args.preset)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing as mp
+import os
 from typing import Callable
 
 from mqarbench.errors import UserError
@@ -18,6 +19,14 @@ Done = Callable[[RunSpec, dict], None]
 # called with (spec, epoch, step, steps per epoch) after every optimizer step
 Step = Callable[[RunSpec, int, int, int], None]
 RAY_RETRIES = 3
+# the environment that picks kernels: worker processes inherit it, a Ray cluster's workers are sent it
+KERNEL_VARIABLES = ("MQARBENCH_KERNELS", "MQARBENCH_SELECTIVE_SCAN", "MQARBENCH_LONG_CONV",
+                    "MQARBENCH_GLOBAL_MIXER", "MQARBENCH_DETERMINISTIC", "CUBLAS_WORKSPACE_CONFIG")
+
+
+def kernel_environment() -> dict[str, str]:
+    """The kernel-picking variables set in this process."""
+    return {name: os.environ[name] for name in KERNEL_VARIABLES if name in os.environ}
 
 
 def run_local(specs: list[RunSpec], done: Done, on_step: Step | None = None, workers: int = 1) -> None:
@@ -65,8 +74,9 @@ def run_ray(specs: list[RunSpec], done: Done, address: str | None = None, worker
         ray.init(ignore_reinit_error=True, log_to_driver=False, **kwargs)
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
-        task = ray.remote(num_gpus=1 / workers_per_gpu if gpus else 0, num_cpus=1,
-                          max_retries=RAY_RETRIES)(execute)
+        env = kernel_environment()  # a cluster's workers did not start from this process's environment
+        task = ray.remote(num_gpus=1 / workers_per_gpu if gpus else 0, num_cpus=1, max_retries=RAY_RETRIES,
+                          **({"runtime_env": {"env_vars": env}} if env else {}))(execute)
         pending = {task.remote(spec): spec for spec in specs}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)

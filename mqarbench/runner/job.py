@@ -82,6 +82,7 @@ def open_run(spec: RunSpec, alone: bool = True) -> OpenRun | None:
     import torch
 
     from mqarbench.kernels import slow_paths
+    from mqarbench.kernels.determinism import deterministic_chosen, make_deterministic
     from mqarbench.kernels.cross_entropy import training_kernel_choices
     from mqarbench.models.checks import check_forward
     from mqarbench.models.registry import load_adapter
@@ -93,6 +94,7 @@ def open_run(spec: RunSpec, alone: bool = True) -> OpenRun | None:
     t0 = time.perf_counter()
     run_dir = spec.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    make_deterministic()  # before the model's first kernel, as MQARBENCH_DETERMINISTIC says
     device = pick_device()
     if device.type == "cuda" and alone:
         torch.cuda.reset_peak_memory_stats(device)
@@ -116,6 +118,7 @@ def open_run(spec: RunSpec, alone: bool = True) -> OpenRun | None:
         "train_task_hash": spec.train.content_hash, "test_tasks": [t.task for t in spec.tests],
         "hparams": spec.hparams.model_dump(mode="json"), "seed": spec.seed,
         "kernel_paths": {op: c.path for op, c in sorted(training_kernel_choices(model, device).items())},
+        "deterministic": deterministic_chosen(),
         **environment(device),
         "spec": spec.to_json(), "trained": bool(info.get("trained")), "attempts": info.get("attempts", 0) + 1,
     }

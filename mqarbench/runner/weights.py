@@ -61,7 +61,9 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
     path = Path(path)
     tensors, aliases = _tensors(model)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "mqarbench.aliases": json.dumps(aliases)})
+        # one metadata entry: safetensors writes its entries in a random order, so with two the
+        # same weights would give a different file (and .sha256) on every save
+        save_file(tensors, str(tmp), metadata={"mqarbench.aliases": json.dumps(aliases, sort_keys=True)})
     write_text_atomic(path.with_name(path.name + ".sha256"), sha256_file(path) + "\n")
 
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Deterministic training on one GPU, in the background (setsid), polled by gpu_session.sh:
+# which parameters' gradients vary between identical steps (every built-in model, default kernels
+# and MQARBENCH_DETERMINISTIC=1), the GPU tests of tests/test_determinism.py, each of two seeds of
+# mamba and global_mamba trained twice side by side with --deterministic (their results must be
+# equal), then graphed epoch times with and without determinism on the idle GPU.
+#   mkdir -p /tmp/det && (SESSION_LOG=/tmp/det setsid nohup bash benchmarks/gpu_determinism.sh > /tmp/det/driver.log 2>&1 &)
+#   SESSION_LOG=/tmp/det bash benchmarks/gpu_session.sh poll 540    # the runs come back under mqar_runs/board/det-{a,b}
+set -u
+LOG=${SESSION_LOG:-/tmp/det}; mkdir -p "$LOG"
+source benchmarks/gpu_env.sh > "$LOG/install.log" 2>&1
+T0=$(date +%s)
+mark() { echo "$(( $(date +%s) - T0 ))s $*" >> "$LOG/progress.txt"; }
+MODELS=${MODELS:-mamba,global_mamba,mamba_2x_state,mamba_4x_state,pythia,hyena,rwkv,mamba2,gla,deltanet,gated_deltanet,rwkv7}
+TWICE=${TWICE:-mamba global_mamba}
+gradients() {
+  mark "start gradients"
+  timeout 900 python3 benchmarks/grad_determinism.py --models "$MODELS" > "$LOG/grads_default.md" 2> "$LOG/grads_default.err"
+  MQARBENCH_DETERMINISTIC=1 timeout 900 python3 benchmarks/grad_determinism.py --models "$MODELS" \
+    > "$LOG/grads_deterministic.md" 2> "$LOG/grads_deterministic.err"
+  mark "done gradients"
+}
+runs() {
+  mark "start gpu tests"
+  timeout 300 python3 -m pytest -m gpu -q -rs tests/test_determinism.py > "$LOG/gpu_pytest.log" 2>&1
+  mark "done gpu tests rc=$?"
+  for model in $TWICE; do
+    pids=()
+    for copy in a b; do
+      timeout 900 mqarbench run --deterministic --model "$model" --suite main --train k2v2 --lr 0.003 --seeds 2 \
+        --preset small --out "mqar_runs/board/det-$copy" --no-site > "$LOG/run-$model-$copy.log" 2>&1 &
+      pids+=($!)
+    done
+    wait "${pids[@]}"; mark "done runs $model"  # not the gradients lane
+  done
+}
+gradients & runs; wait
+for env in MQARBENCH_DETERMINISTIC=0 MQARBENCH_DETERMINISTIC=1; do  # the GPU idle now
+  echo "## $env" >> "$LOG/bench_epoch.md"
+  env $env timeout 600 python3 benchmarks/bench_epoch.py --models mamba,global_mamba --task standard --preset small \
+    >> "$LOG/bench_epoch.md" 2>&1
+  mark "done epochs $env"
+done
+mark "all done"
