@@ -4,6 +4,8 @@
 # and MQARBENCH_DETERMINISTIC=1), the GPU tests of tests/test_determinism.py, each of two seeds of
 # mamba and global_mamba trained twice side by side with --deterministic (their results must be
 # equal), then graphed epoch times with and without determinism on the idle GPU.
+# GRADS=0 / EPOCHS=0 leave out the gradient table / the epoch times; SOLO=1 also trains mamba's seed 0
+# alone (a pack of one, det-solo) and as one eager run (--pack 1, det-eager), beside the pairs.
 #   mkdir -p /tmp/det && (SESSION_LOG=/tmp/det setsid nohup bash benchmarks/gpu_determinism.sh > /tmp/det/driver.log 2>&1 &)
 #   SESSION_LOG=/tmp/det bash benchmarks/gpu_session.sh poll 540    # the runs come back under mqar_runs/board/det-{a,b}
 set -u
@@ -34,8 +36,18 @@ runs() {
     wait "${pids[@]}"; mark "done runs $model"  # not the gradients lane
   done
 }
-gradients & runs; wait
-for env in MQARBENCH_DETERMINISTIC=0 MQARBENCH_DETERMINISTIC=1; do  # the GPU idle now
+solo() {
+  timeout 900 mqarbench run --deterministic --model mamba --suite main --train k2v2 --lr 0.003 --seeds 1 \
+    --preset small --out mqar_runs/board/det-solo --no-site > "$LOG/run-mamba-solo.log" 2>&1
+  mark "done solo rc=$?"
+  timeout 900 mqarbench run --deterministic --model mamba --suite main --train k2v2 --lr 0.003 --seeds 1 --pack 1 \
+    --preset small --out mqar_runs/board/det-eager --no-site > "$LOG/run-mamba-eager.log" 2>&1
+  mark "done eager rc=$?"
+}
+[ "${GRADS:-1}" = 1 ] && gradients &
+[ "${SOLO:-0}" = 1 ] && solo &
+runs; wait
+[ "${EPOCHS:-1}" = 1 ] && for env in MQARBENCH_DETERMINISTIC=0 MQARBENCH_DETERMINISTIC=1; do  # the GPU idle now
   echo "## $env" >> "$LOG/bench_epoch.md"
   env $env timeout 600 python3 benchmarks/bench_epoch.py --models mamba,global_mamba --task standard --preset small \
     >> "$LOG/bench_epoch.md" 2>&1

@@ -45,8 +45,9 @@ class _FixedOrderConv(torch.autograd.Function):
         conv, width, length = ctx.conv, weight.shape[1], x.shape[-1]
         work = torch.promote_types(dout.dtype, torch.float32)
         dpre = dout.to(work)
-        if ctx.silu:  # recomputed, not stored: one more conv instead of a (B, D, L) activation
-            pre = conv(x, weight, bias, activation=None).to(work)
+        if ctx.silu:  # recomputed, not stored: one more conv instead of a (B, D, L) activation;
+            # from an fp32 x, so the conv's output is not rounded to x's dtype before silu's slope
+            pre = conv(x.to(work), weight, bias, activation=None)
             gate = torch.sigmoid(pre)
             dpre = dpre * gate * (1 + pre * (1 - gate))  # d silu / d pre
         # x's gradient is the same causal conv run backwards in time
