@@ -32,6 +32,8 @@ def test_ray_matrix_survives_a_killed_worker_and_matches_local(mini_env, monkeyp
     finally:
         torch.set_num_threads(threads)
     monkeypatch.setenv(KILL_MARKER_ENV, str(mini_env / "marker"))
+    # a kernel variable is sent to the workers as a runtime_env (the CPU's path either way)
+    monkeypatch.setenv("MQARBENCH_LONG_CONV", "fft")
     assert main(["run", *common, "--out", "ray", "--executor", "ray"]) == 0
     assert (mini_env / "marker").exists()  # a worker really died mid-training
     local, ray = _results(mini_env / "local"), _results(mini_env / "ray")
