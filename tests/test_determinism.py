@@ -125,6 +125,12 @@ def test_run_flag_records_determinism_and_refuses_stack(mini_env, deterministic_
               "--data-dir", "data", "--no-site"]
     assert main(["run", "--model", STANDIN, *common, "--stack", "--deterministic"]) == 2
     assert "--deterministic with --stack" in capsys.readouterr().err
+    deterministic_env.setenv("MQARBENCH_SELECTIVE_SCAN", "mamba_ssm")
+    assert main(["run", "--model", STANDIN, *common, "--out", "refused", "--deterministic"]) == 2
+    assert "MQARBENCH_SELECTIVE_SCAN=mamba_ssm with MQARBENCH_DETERMINISTIC=1" in capsys.readouterr().err
+    assert not (mini_env / "refused").exists() and not (mini_env / "data").exists()  # refused before any work
+    deterministic_env.setenv("MQARBENCH_DETERMINISTIC", "0")
+    deterministic_env.delenv("MQARBENCH_SELECTIVE_SCAN")
     assert main(["run", "--model", STANDIN, *common, "--out", "plain"]) == 0
     assert main(["run", "--model", STANDIN, *common, "--out", "det", "--deterministic"]) == 0
     plain = [json.loads(p.read_text()) for p in (mini_env / "plain" / "runs").glob("*/run.json")]

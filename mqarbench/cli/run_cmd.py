@@ -38,6 +38,10 @@ def _choose_kernels(args: argparse.Namespace) -> None:
                         "is not deterministic; drop --stack")
     if args.deterministic:
         choose_deterministic()
+    if deterministic_chosen():
+        from mqarbench.kernels.selective_scan import triton_scan_chosen
+
+        triton_scan_chosen()  # a scan that contradicts it is reported now, before any dataset or run is made
 
 
 def register(sub: argparse._SubParsersAction) -> None:
