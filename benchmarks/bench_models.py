@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
@@ -27,6 +29,9 @@ import torch.nn.functional as F
 
 from mqarbench.kernels import kernel_paths, slow_paths
 from mqarbench.models.registry import load_adapter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_helpers import cuda_ms  # noqa: E402 - a sibling module
 
 SHAPES = {"small": (256, 256), "paper": (32, 512)}  # preset -> (batch, length)
 VOCAB = 8192
@@ -209,15 +214,8 @@ def step_ms(model: torch.nn.Module, batch: int, length: int,
     for _ in range(2):
         step()
     torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        step()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
+    torch.cuda.reset_peak_memory_stats()  # after the warmup: the peak of the timed steps alone
+    times = cuda_ms(step, iters)
     return sorted(times)[len(times) // 2], torch.cuda.max_memory_allocated(), first_s
 
 

@@ -19,12 +19,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from pathlib import Path
 from typing import Callable
 
 import torch
 
 from mqarbench.kernels.selective_scan import selective_scan_fn
 from mqarbench.kernels.selective_scan_triton import Tiles, selective_scan_triton, tiles_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_helpers import cuda_ms  # noqa: E402 - a sibling module
 
 SMALL = [(64, 256, n, length) for n in (16, 32, 64) for length in (64, 128, 256)]
 PAPER = [(64, 1536, 16, 512)]
@@ -42,17 +46,7 @@ def inputs(batch: int, dim: int, n_state: int, length: int) -> list[torch.Tensor
 
 
 def median_us(call: Callable[[], object], warmup: int, reps: int) -> float:
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        call()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) * 1000)
-    return statistics.median(times)
+    return statistics.median([ms * 1000 for ms in cuda_ms(call, reps, warmup)])
 
 
 def timings(fn: Callable, x: list[torch.Tensor], warmup: int, reps: int, **kw) -> tuple[float, float]:

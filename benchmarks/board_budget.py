@@ -19,12 +19,15 @@ validation history, wall time and pack size) and prints:
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from mqarbench.analysis.calibration import ATTENTION_FLOOR, MAMBA_FLOOR, TRAIN_TASKS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from board_runs import read_run, run_dirs  # noqa: E402 - a sibling module
 
 # the calibration's in-domain targets, as docs/reproduction.md judges them: model -> (tasks, floor)
 TARGETS = {"pythia": (TRAIN_TASKS, ATTENTION_FLOOR), "mamba": (("standard",), MAMBA_FLOOR)}
@@ -48,8 +51,10 @@ class Run:
 
 def load_runs(board: Path, models: set[str] | None = None, tasks: set[str] | None = None) -> list[Run]:
     runs = []
-    for path in sorted(board.glob("*/runs/*/run.json")):
-        info = json.loads(path.read_text())
+    for run_dir in run_dirs(board):
+        info = read_run(run_dir)
+        if info is None:
+            continue
         if (models is not None and info["model"] not in models) or (tasks is not None and info["train_task"] not in tasks):
             continue
         valid = tuple(h["valid_query_accuracy"] for h in info["history"])

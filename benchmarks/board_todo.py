@@ -24,7 +24,6 @@ time.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -38,6 +37,9 @@ from mqarbench.models.registry import BUILTINS, resolve_models
 from mqarbench.paths import default_data_dir, leaderboard_dir, usable_dir
 from mqarbench.runner.hparams import sweep
 from mqarbench.runner.plan import RunSpec, plan_runs, suite_datasets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from board_runs import read_run, run_dirs  # noqa: E402 - a sibling module
 
 TestKey = tuple[str, int, str]  # (test_task, version, content_hash): what the board matches on
 
@@ -70,10 +72,9 @@ def index_runs(root: Path) -> dict[str, list[Path]]:
     if not root.is_dir():
         raise UserError(f"--root {root}: no such folder; pass the leaderboard/ directory")
     found: dict[str, list[Path]] = {}
-    for pattern in ("submissions/*/runs/*", "pending/*/runs/*"):
-        for run_dir in sorted(root.glob(pattern)):
-            if run_dir.is_dir():
-                found.setdefault(run_dir.name, []).append(run_dir)
+    for folder in ("submissions", "pending"):
+        for run_dir in run_dirs(root / folder):
+            found.setdefault(run_dir.name, []).append(run_dir)
     return found
 
 
@@ -87,7 +88,9 @@ def measured_wall_s(index: dict[str, list[Path]]) -> list[Timing]:
     for dirs in index.values():
         for run_dir in dirs:
             try:
-                info = json.loads((run_dir / "run.json").read_text())
+                info = read_run(run_dir)
+                if info is None:
+                    continue
                 timing = info["timing"]
                 rate, train_s = info.get("train_tokens_per_s"), timing.get("train_s")
                 tokens = float(rate) * float(train_s) if rate and train_s else None

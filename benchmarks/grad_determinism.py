@@ -14,6 +14,7 @@ difference relative to the gradient's scale. Also runs each step once under
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,11 @@ import torch
 from mqarbench.data import build_dataset
 from mqarbench.kernels import kernel_paths
 from mqarbench.kernels.determinism import make_deterministic
-from mqarbench.models.registry import load_adapter
 from mqarbench.runner.graphs import static_buckets, static_loss
 from mqarbench.runner.hparams import sweep
-from mqarbench.runner.plan import plan_run
-from mqarbench.runner.train import TrainData
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_helpers import model_and_data  # noqa: E402 - a sibling module
 
 
 def gradients(model: torch.nn.Module, step) -> dict[str, torch.Tensor]:
@@ -64,11 +65,7 @@ def main() -> None:
           "torch deterministic mode |")
     print("| --- | ---: | --- | --- | --- |")
     for model_name in args.models.split(","):
-        adapter = load_adapter(model_name)
-        spec = plan_run(adapter, model_name, ds, [], args.preset, hp, 0, Path("/tmp/grad_det"))
-        data = TrainData.load(spec, device)
-        torch.manual_seed(0)
-        model = adapter.build(args.preset, spec.vocab_size, spec.max_len).to(device)
+        _, data, model = model_and_data(model_name, ds, args.preset, hp, device, Path("/tmp/grad_det"), seed=0)
         paths = ", ".join(f"{op}={path}" for op, path in kernel_paths(model).items())
         for bucket in static_buckets(data, device):
             rows, index, target = bucket.batch(np.arange(hp.batch_size))

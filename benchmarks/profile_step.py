@@ -10,6 +10,7 @@ the longest); prints the top kernels per model.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -18,11 +19,11 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from mqarbench.data import build_dataset
-from mqarbench.models.registry import load_adapter
 from mqarbench.runner.graphs import static_buckets, static_loss
 from mqarbench.runner.hparams import sweep
-from mqarbench.runner.plan import plan_run
-from mqarbench.runner.train import TrainData
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_helpers import model_and_data  # noqa: E402 - a sibling module
 
 
 def main() -> None:
@@ -36,11 +37,8 @@ def main() -> None:
     ds = build_dataset("standard", args.preset, Path("mqar_data"))
     hp = sweep(args.preset)[0]
     for model_name in args.models.split(","):
-        adapter = load_adapter(model_name)
-        spec = plan_run(adapter, model_name, ds, [], args.preset, hp, 0, Path("/tmp/profile"))
-        data = TrainData.load(spec, device)
+        spec, data, model = model_and_data(model_name, ds, args.preset, hp, device, Path("/tmp/profile"))
         bucket = static_buckets(data, device)[args.bucket]
-        model = adapter.build(args.preset, spec.vocab_size, spec.max_len).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=torch.tensor(hp.lr, device=device), capturable=True)
         rows, index, target = bucket.batch(np.arange(hp.batch_size))
 
