@@ -4,7 +4,7 @@
 # and MQARBENCH_DETERMINISTIC=1), the GPU tests of tests/test_determinism.py, each of two seeds of
 # mamba and global_mamba trained twice side by side with --deterministic (their results must be
 # equal), then graphed epoch times with and without determinism on the idle GPU.
-# GRADS=0 / EPOCHS=0 leave out the gradient table / the epoch times; SOLO=1 also trains mamba's seed 0
+# GPU_TESTS: the GPU test files (default tests/test_determinism.py); GRADS=0 / EPOCHS=0 leave out the gradient table / the epoch times; SOLO=1 also trains mamba's seed 0
 # alone (a pack of one, det-solo) and as one eager run (--pack 1, det-eager), beside the pairs.
 #   mkdir -p /tmp/det && (SESSION_LOG=/tmp/det setsid nohup bash benchmarks/gpu_determinism.sh > /tmp/det/driver.log 2>&1 &)
 #   SESSION_LOG=/tmp/det bash benchmarks/gpu_session.sh poll 540    # the runs come back under mqar_runs/board/det-{a,b}
@@ -24,7 +24,7 @@ gradients() {
 }
 runs() {
   mark "start gpu tests"
-  timeout 300 python3 -m pytest -m gpu -q -rs tests/test_determinism.py > "$LOG/gpu_pytest.log" 2>&1
+  timeout 300 python3 -m pytest -m gpu -q -rs ${GPU_TESTS:-tests/test_determinism.py} > "$LOG/gpu_pytest.log" 2>&1
   mark "done gpu tests rc=$?"
   for model in $TWICE; do
     pids=()

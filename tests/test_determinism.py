@@ -89,7 +89,7 @@ def test_switch_picks_deterministic_kernels_and_refuses_the_others(deterministic
     assert deterministic_chosen()
     conv, choice = cc.conv_impl(CUDA)
     assert conv is cc._FIXED_ORDER_FAST and choice == cc.KernelChoice(
-        "causal_conv1d.causal_conv1d_fn+fixed_order_backward", True)
+        cc._FIXED_ORDER_PATH, True)
     assert cc.conv_impl(CPU)[1].path == "reference.causal_conv1d_ref"  # the CPU is deterministic already
     assert ss.triton_scan_chosen() and ss.inner_impl(CUDA)[0] is None
     assert global_selection_inner_impl(CUDA)[0] is None  # it holds causal_conv1d's and mamba_ssm's backward
@@ -182,7 +182,7 @@ def test_mamba_family_gradients_repeat_bit_for_bit_on_gpu(model, deterministic_e
     net = load_adapter(model).build("small", 512, 128).cuda()
     paths = kernel_paths(net)
     assert paths["selective_scan"] == "triton.selective_scan_triton", paths
-    assert paths["causal_conv1d"].endswith("fixed_order_backward"), paths
+    assert paths["causal_conv1d"] == "causal_conv1d.causal_conv1d_fn+triton.conv_backward_triton", paths
     ids = torch.randint(0, 512, (16, 128), generator=torch.Generator().manual_seed(1)).cuda()
 
     def grads():
