@@ -97,8 +97,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--eager", action="store_true", help="time Member.step (as --pack 1), not graphs")
     args = parser.parse_args()
-    make_deterministic()  # as a run does, when MQARBENCH_DETERMINISTIC=1
     device = torch.device(args.device)
+    make_deterministic(device)  # as a run does (unless MQARBENCH_DETERMINISTIC=0)
     epochs = sweep(args.preset)[0].epochs
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     mode = "eager" if args.eager or device.type != "cuda" else "CUDA graphs"

@@ -12,3 +12,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _kernel_choice_restored():
+    """`mqarbench run` settles its kernel choice in os.environ for the workers it starts; in a test
+    process that must not outlive the test. Whatever the suite was started with stays. (Not
+    monkeypatch.delenv: it records nothing for a variable that is not set.)"""
+    import os
+
+    names = ("MQARBENCH_DETERMINISTIC", "CUBLAS_WORKSPACE_CONFIG")
+    before = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -103,12 +103,41 @@ def test_switch_picks_deterministic_kernels_and_refuses_the_others(deterministic
         cc.conv_impl(CPU)
 
 
-def test_make_deterministic_turns_on_torchs_mode_only_when_chosen(deterministic_env):
-    make_deterministic()
-    assert not torch.are_deterministic_algorithms_enabled()
-    deterministic_env.setenv("MQARBENCH_DETERMINISTIC", "1")
-    make_deterministic()
+def test_make_deterministic_turns_on_torchs_mode_only_on_cuda_when_chosen(deterministic_env):
+    make_deterministic(CUDA)
+    assert not torch.are_deterministic_algorithms_enabled()  # MQARBENCH_DETERMINISTIC=0
+    deterministic_env.delenv("MQARBENCH_DETERMINISTIC")  # the default
+    make_deterministic(CPU)
+    assert not torch.are_deterministic_algorithms_enabled()  # a CPU's ops need no switch
+    make_deterministic(CUDA)
     assert torch.are_deterministic_algorithms_enabled()
+
+
+def test_torchs_refusal_becomes_one_line_naming_the_fix(mini_env, deterministic_env, monkeypatch, capsys):
+    from mqarbench.cli import run_cmd
+    from mqarbench.kernels.determinism import refusal
+
+    assert refusal(RuntimeError("CUDA out of memory")) is None
+
+    def refuse(args):  # torch's words, as a model's backward would raise them
+        raise RuntimeError("scatter_add_cuda_kernel does not have a deterministic implementation, but you set "
+                           "'torch.use_deterministic_algorithms(True)'. You can turn off determinism ...")
+
+    monkeypatch.setattr(run_cmd, "cmd_run", refuse)
+    assert main(["run", "--model", STANDIN, "--suite", "positional", "--preset", "tiny"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "scatter_add_cuda_kernel has no deterministic CUDA implementation" in err
+    assert "--no-deterministic" in err
+    monkeypatch.setattr(run_cmd, "cmd_run", lambda args: (_ for _ in ()).throw(RuntimeError("CUDA out of memory")))
+    with pytest.raises(RuntimeError, match="out of memory"):  # any other error is not hidden
+        main(["run", "--model", STANDIN, "--suite", "positional", "--preset", "tiny"])
+
+
+def test_deterministic_is_the_default_unless_mamba_ssms_scan_is_named(deterministic_env):
+    deterministic_env.delenv("MQARBENCH_DETERMINISTIC")
+    assert deterministic_chosen() and ss.triton_scan_chosen()
+    deterministic_env.setenv("MQARBENCH_SELECTIVE_SCAN", "mamba_ssm")  # asked for by name: no error
+    assert not deterministic_chosen() and not ss.triton_scan_chosen()
 
 
 def test_kernel_environment_sends_only_the_kernel_variables(deterministic_env):
@@ -129,16 +158,25 @@ def test_run_flag_records_determinism_and_refuses_stack(mini_env, deterministic_
     assert main(["run", "--model", STANDIN, *common, "--out", "refused", "--deterministic"]) == 2
     assert "MQARBENCH_SELECTIVE_SCAN=mamba_ssm with MQARBENCH_DETERMINISTIC=1" in capsys.readouterr().err
     assert not (mini_env / "refused").exists() and not (mini_env / "data").exists()  # refused before any work
-    deterministic_env.setenv("MQARBENCH_DETERMINISTIC", "0")
     deterministic_env.delenv("MQARBENCH_SELECTIVE_SCAN")
-    assert main(["run", "--model", STANDIN, *common, "--out", "plain"]) == 0
-    assert main(["run", "--model", STANDIN, *common, "--out", "det", "--deterministic"]) == 0
-    plain = [json.loads(p.read_text()) for p in (mini_env / "plain" / "runs").glob("*/run.json")]
-    det = [json.loads(p.read_text()) for p in (mini_env / "det" / "runs").glob("*/run.json")]
+    deterministic_env.delenv("MQARBENCH_DETERMINISTIC")  # the default from here on
+    assert main(["run", "--model", STANDIN, *common, "--out", "plain", "--no-deterministic"]) == 0
+    deterministic_env.delenv("MQARBENCH_DETERMINISTIC")  # a command leaves its choice for its workers
+    assert main(["run", "--model", STANDIN, *common, "--out", "det"]) == 0
+
+    def records(out):
+        return [json.loads(p.read_text()) for p in (mini_env / out / "runs").glob("*/run.json")]
+
+    plain, det = records("plain"), records("det")
     assert plain and not any(r["deterministic"] for r in plain)
     assert det and all(r["deterministic"] for r in det)
     # the same run ids: determinism changes how sums are ordered, not what is trained
     assert sorted(r["run_id"] for r in plain) == sorted(r["run_id"] for r in det)
+    capsys.readouterr()
+    deterministic_env.delenv("MQARBENCH_DETERMINISTIC")
+    assert main(["run", "--model", STANDIN, *common, "--out", "stacked", "--stack"]) == 0
+    assert "note: --stack trains without deterministic kernels" in capsys.readouterr().err
+    assert not any(r["deterministic"] for r in records("stacked"))
 
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -154,11 +154,16 @@ def test_fused_path_is_taken_only_on_cuda_with_its_kernels():
 
 
 def test_fused_mixer_from_paper_width_unless_forced(monkeypatch):
-    """On CUDA with its kernels, the fused function runs layers of >= 1024 channels (`paper`),
-    the unfused path the narrower ones (`small`); use_inner_fn forces either."""
+    """On CUDA with its kernels and MQARBENCH_DETERMINISTIC=0, the fused function runs layers of
+    >= 1024 channels (`paper`), the unfused path the narrower ones (`small`); use_inner_fn forces
+    either. Deterministic training (the default) never takes it: it holds mamba_ssm's scan."""
     from mqarbench.models.describe import available_kernels
     from mqarbench.models.registry import load_adapter
 
+    monkeypatch.delenv("MQARBENCH_DETERMINISTIC", raising=False)
+    assert "global_selection_inner" not in GlobalSelectionMixer(512, 4, 4, 2, 1, long_kernel=8).kernel_choices(
+        torch.device("cuda"))
+    monkeypatch.setenv("MQARBENCH_DETERMINISTIC", "0")
     monkeypatch.setattr(gs, "selective_scan_cuda", object())
     monkeypatch.setattr(gs, "causal_conv1d_fn", object())
     narrow, wide = (GlobalSelectionMixer(d, 4, 4, 2, 1, long_kernel=8) for d in (256, 512))
@@ -176,17 +181,23 @@ def test_fused_mixer_from_paper_width_unless_forced(monkeypatch):
 
 def test_global_mixer_variable_forces_either_path_and_a_bad_value_is_one_line(monkeypatch):
     """MQARBENCH_GLOBAL_MIXER=fused / unfused overrides the width rule (use_inner_fn, set by
-    tests and benchmarks, overrides both); the kernel choices follow, so runs record it."""
+    tests and benchmarks, overrides both); the kernel choices follow, so runs record it. Asking
+    for the fused mixer by name leaves deterministic training (the default) off, as it holds
+    mamba_ssm's scan."""
     from mqarbench.errors import UserError
+    from mqarbench.kernels.determinism import deterministic_chosen
 
+    monkeypatch.delenv("MQARBENCH_DETERMINISTIC", raising=False)
     monkeypatch.setattr(gs, "selective_scan_cuda", object())
     monkeypatch.setattr(gs, "causal_conv1d_fn", object())
     narrow, wide = (GlobalSelectionMixer(d, 4, 4, 2, 1, long_kernel=8) for d in (256, 512))
     cuda = torch.device("cuda")
     monkeypatch.setenv("MQARBENCH_GLOBAL_MIXER", "fused")
     assert narrow.takes_inner_fn() and "global_selection_inner" in narrow.kernel_choices(cuda)
+    assert not deterministic_chosen()
     monkeypatch.setenv("MQARBENCH_GLOBAL_MIXER", "unfused")
     assert not wide.takes_inner_fn() and "selective_scan" in wide.kernel_choices(cuda)
+    assert deterministic_chosen()
     wide.use_inner_fn = True
     assert wide.takes_inner_fn()
     monkeypatch.setenv("MQARBENCH_GLOBAL_MIXER", "auto")

@@ -190,10 +190,12 @@ def test_cpu_takes_references_and_force_reference_switches_long_conv():
         assert long_conv_impl(cpu)[0] is long_conv_direct
 
 
-def test_triton_scan_is_opt_in_and_leaves_mamba_inner_fn_out(monkeypatch):
-    """MQARBENCH_SELECTIVE_SCAN=triton takes our scan on CUDA and the unfused Mamba block (the
-    fused mamba_inner_fn and Global Selection's fused mixer hold mamba_ssm's scan); unset, mamba_ssm's kernels (or the reference,
-    saying why, where they are missing); a bad value is one line on any device."""
+def test_triton_scan_choice_and_mamba_inner_fn_left_out(monkeypatch):
+    """Under deterministic training (the default) or MQARBENCH_SELECTIVE_SCAN=triton our scan runs
+    on CUDA in the unfused Mamba block (the fused mamba_inner_fn and Global Selection's fused mixer
+    hold mamba_ssm's scan); with MQARBENCH_DETERMINISTIC=0 and the variable unset, mamba_ssm's
+    kernels (or the reference, saying why, where they are missing); a bad value is one line on any
+    device."""
     from baselines.mamba import MambaMixer
     from mqarbench.kernels import selective_scan as ss
     from mqarbench.kernels.global_selection import global_selection_inner_impl
@@ -203,6 +205,10 @@ def test_triton_scan_is_opt_in_and_leaves_mamba_inner_fn_out(monkeypatch):
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     mixer = MambaMixer(d_model=8, d_state=4, d_conv=4, expand=2, dt_rank=2)
     monkeypatch.delenv("MQARBENCH_SELECTIVE_SCAN", raising=False)
+    monkeypatch.delenv("MQARBENCH_DETERMINISTIC", raising=False)  # the default: deterministic, so ours
+    if triton_available()[0]:
+        assert ss.scan_impl(cuda)[1].path == "triton.selective_scan_triton"
+    monkeypatch.setenv("MQARBENCH_DETERMINISTIC", "0")  # the libraries' kernels
     default = ss.scan_impl(cuda)[1]
     assert default.path == ("mamba_ssm.selective_scan_fn" if selective_scan_fn is not None
                             else "reference.selective_scan_chunked")

@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UserError as err:
         return report(err)
+    except RuntimeError as err:
+        from mqarbench.kernels.determinism import refusal
+
+        if (user_error := refusal(err)) is None:
+            raise
+        return report(user_error)
     except KeyboardInterrupt:
         print("interrupted: finished runs and datasets are kept; re-run the same command to resume",
               file=sys.stderr)

@@ -24,24 +24,31 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, default=None, help=DATA_DIR_HELP)
     p.add_argument("--allow-slow-kernels", action="store_true",
                    help="on CUDA, train even where a model falls back to a reference kernel")
-    p.add_argument("--deterministic", action="store_true",
+    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
                    help="on CUDA, kernels that sum in a fixed order, so a rerun of a seed repeats bit for bit "
-                        "(the Mamba family then takes the Triton selective scan; as MQARBENCH_DETERMINISTIC=1)")
+                        "(the default; the Mamba family takes the Triton selective scan); --no-deterministic: "
+                        "the libraries' own kernels (as MQARBENCH_DETERMINISTIC=1 / 0)")
 
 
 def _choose_kernels(args: argparse.Namespace) -> None:
-    """Apply the kernel flags to this process and the workers it starts (they read the environment)."""
-    from mqarbench.kernels.determinism import choose_deterministic, deterministic_chosen
+    """Settle the kernel choices for this process and the workers it starts (they read the
+    environment), before any dataset or run folder is made."""
+    from mqarbench.kernels.determinism import choose_deterministic, deterministic_chosen, deterministic_setting
 
-    if (args.deterministic or deterministic_chosen()) and getattr(args, "stack", False):
-        raise UserError("--deterministic with --stack: stacked runs take mamba_ssm's grouped scan, whose backward "
-                        "is not deterministic; drop --stack")
-    if args.deterministic:
-        choose_deterministic()
+    asked = {"1": True, "0": False}.get(deterministic_setting()) if args.deterministic is None else args.deterministic
+    if getattr(args, "stack", False):
+        if asked:
+            raise UserError("--deterministic with --stack: stacked runs take mamba_ssm's grouped scan, whose "
+                            "backward is not deterministic; drop --stack")
+        if asked is None:
+            print("note: --stack trains without deterministic kernels (mamba_ssm's grouped scan); "
+                  "a rerun of a seed may differ", file=sys.stderr)
+        asked = False
+    choose_deterministic(deterministic_chosen() if asked is None else asked)
     if deterministic_chosen():
         from mqarbench.kernels.selective_scan import triton_scan_chosen
 
-        triton_scan_chosen()  # a scan that contradicts it is reported now, before any dataset or run is made
+        triton_scan_chosen()  # a scan that contradicts it is reported now
 
 
 def register(sub: argparse._SubParsersAction) -> None:

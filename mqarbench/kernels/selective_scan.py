@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from mqarbench.errors import UserError
 from mqarbench.kernels import KernelChoice, env_choice, use_reference
 from mqarbench.kernels.causal_conv import causal_conv1d_fn
-from mqarbench.kernels.determinism import VARIABLE as DETERMINISTIC, deterministic_chosen
+from mqarbench.kernels.determinism import VARIABLE as DETERMINISTIC, deterministic_chosen, deterministic_setting
 from mqarbench.kernels.selective_scan_triton import selective_scan_triton
 from mqarbench.kernels.triton_support import triton_available
 
@@ -98,8 +98,9 @@ def selective_scan_chunked(
 
 
 def triton_scan_chosen() -> bool:
-    """Whether MQARBENCH_SELECTIVE_SCAN asks for our Triton scan, or MQARBENCH_DETERMINISTIC=1
-    needs it (a bad value, or mamba_ssm's scan asked for with determinism, raises UserError)."""
+    """Whether MQARBENCH_SELECTIVE_SCAN asks for our Triton scan, or deterministic training (the
+    default) needs it (a bad value, or mamba_ssm's scan with MQARBENCH_DETERMINISTIC=1, raises
+    UserError)."""
     chosen = env_choice("MQARBENCH_SELECTIVE_SCAN", SCAN_PATHS)
     if deterministic_chosen():
         if chosen == "mamba_ssm":
@@ -136,9 +137,10 @@ def grouped_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_s
 
 def grouped_scan_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
     """The grouped selective scan (stacked members, ``mqarbench/models/stacked.py``) on ``device``."""
-    if device.type == "cuda" and deterministic_chosen():  # our Triton scan takes no channel groups
+    # our Triton scan takes no channel groups; `mqarbench run --stack` trains without determinism
+    if device.type == "cuda" and deterministic_setting() == "1":
         raise UserError(f"{DETERMINISTIC}=1 with stacked runs (--stack): their grouped scan is mamba_ssm's, "
-                        "whose backward is not deterministic; drop --stack")
+                        "whose backward is not deterministic; drop --stack, or set it to 0")
     if device.type == "cuda" and not use_reference() and selective_scan_fn is not None:
         return selective_scan_fn, KernelChoice("mamba_ssm.selective_scan_fn", True)
     why = _MISSING if device.type == "cuda" and selective_scan_fn is None else ""

@@ -94,8 +94,8 @@ def open_run(spec: RunSpec, alone: bool = True) -> OpenRun | None:
     t0 = time.perf_counter()
     run_dir = spec.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    make_deterministic()  # before the model's first kernel, as MQARBENCH_DETERMINISTIC says
     device = pick_device()
+    make_deterministic(device)  # before the model's first kernel, as MQARBENCH_DETERMINISTIC says
     if device.type == "cuda" and alone:
         torch.cuda.reset_peak_memory_stats(device)
     adapter = load_adapter(spec.model)
