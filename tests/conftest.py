@@ -21,7 +21,7 @@ def _kernel_choice_restored():
     monkeypatch.delenv: it records nothing for a variable that is not set.)"""
     import os
 
-    names = ("MQARBENCH_DETERMINISTIC", "CUBLAS_WORKSPACE_CONFIG")
+    names = ("MQARBENCH_DETERMINISTIC", "CUBLAS_WORKSPACE_CONFIG", "TRITON_CACHE_AUTOTUNING")
     before = {name: os.environ.get(name) for name in names}
     yield
     for name, value in before.items():

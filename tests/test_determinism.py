@@ -141,12 +141,15 @@ def test_deterministic_is_the_default_unless_mamba_ssms_scan_is_named(determinis
 
 
 def test_kernel_environment_sends_only_the_kernel_variables(deterministic_env):
-    deterministic_env.setenv("MQARBENCH_DETERMINISTIC", "1")
+    from mqarbench.kernels.determinism import choose_deterministic
+
+    choose_deterministic()  # as `mqarbench run` does
     deterministic_env.setenv("MQARBENCH_LONG_CONV", "fft")
     deterministic_env.setenv("MQARBENCH_DATA_DIR", "/elsewhere")
     env = kernel_environment()
     assert env["MQARBENCH_DETERMINISTIC"] == "1" and env["MQARBENCH_LONG_CONV"] == "fft"
     assert env["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8" and "MQARBENCH_DATA_DIR" not in env
+    assert env["TRITON_CACHE_AUTOTUNING"] == "1"  # autotuned tiles kept for every later process
 
 
 def test_run_flag_records_determinism_and_refuses_stack(mini_env, deterministic_env, capsys):
@@ -215,7 +218,7 @@ def test_mamba_family_gradients_repeat_bit_for_bit_on_gpu(model, deterministic_e
     from mqarbench.runner.evaluate import autocast
 
     deterministic_env.setenv("MQARBENCH_DETERMINISTIC", "1")
-    make_deterministic()
+    make_deterministic(CUDA)
     torch.manual_seed(0)
     net = load_adapter(model).build("small", 512, 128).cuda()
     paths = kernel_paths(net)

@@ -174,13 +174,16 @@ def mixer_output_and_grads(mixer, hidden, autocast):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("kind", ["mamba", "global"])
 @pytest.mark.parametrize("autocast,tol", [(False, 2e-3), (True, 6e-2)])
-def test_fast_mixer_matches_reference_mixer_forward_and_grads(kind, autocast, tol):
+@pytest.mark.parametrize("deterministic", ["1", "0"])  # the default kernels, the libraries'
+def test_fast_mixer_matches_reference_mixer_forward_and_grads(kind, autocast, tol, deterministic, monkeypatch):
     from mqarbench.kernels import force_reference, kernel_choices
 
+    monkeypatch.setenv("MQARBENCH_DETERMINISTIC", deterministic)
     torch.manual_seed(5)
     if kind == "mamba":
         mixer = MambaMixer(128, 16, 4, 2, 8).cuda()
-        assert set(kernel_choices(mixer)) == {"mamba_inner"}
+        want = {"mamba_inner"} if deterministic == "0" else {"causal_conv1d", "selective_scan"}
+        assert set(kernel_choices(mixer)) == want
     else:
         mixer = GlobalSelectionMixer(128, 16, 4, 2, 8, long_kernel=64).cuda()
     assert all(choice.fast for choice in kernel_choices(mixer).values()), kernel_choices(mixer)

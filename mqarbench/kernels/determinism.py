@@ -48,6 +48,10 @@ def choose_deterministic(on: bool = True) -> None:
     os.environ[VARIABLE] = "1" if on else "0"
     if on:  # cuBLAS reads its workspace setting when its handle is created: before the first matmul
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # autotuned Triton kernels (mamba2's SSD, flash-linear-attention's) sum in the order of the
+        # tiles they pick, by timing: keep the first pick in TRITON_CACHE_DIR for every later
+        # process (read when the kernels are defined, so before the models are imported)
+        os.environ.setdefault("TRITON_CACHE_AUTOTUNING", "1")
 
 
 def make_deterministic(device: torch.device) -> None:

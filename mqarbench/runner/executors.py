@@ -22,7 +22,7 @@ RAY_RETRIES = 3
 # the environment that picks kernels: worker processes inherit it, a Ray cluster's workers are sent it
 KERNEL_VARIABLES = ("MQARBENCH_KERNELS", "MQARBENCH_SELECTIVE_SCAN", "MQARBENCH_LONG_CONV", "MQARBENCH_GLOBAL_MIXER",
                     "MQARBENCH_CROSS_ENTROPY", "MQARBENCH_RMS_NORM", "MQARBENCH_DETERMINISTIC",
-                    "CUBLAS_WORKSPACE_CONFIG")
+                    "CUBLAS_WORKSPACE_CONFIG", "TRITON_CACHE_AUTOTUNING")
 
 
 def kernel_environment() -> dict[str, str]:
