@@ -49,8 +49,9 @@ def choose_deterministic(on: bool = True) -> None:
     if on:  # cuBLAS reads its workspace setting when its handle is created: before the first matmul
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         # autotuned Triton kernels (mamba2's SSD, flash-linear-attention's) sum in the order of the
-        # tiles they pick, by timing: keep the first pick in TRITON_CACHE_DIR for every later
-        # process (read when the kernels are defined, so before the models are imported)
+        # tiles they pick, by timing: keep the first pick in TRITON_CACHE_DIR for later processes
+        # (read when the kernels are defined, so before the models are imported). Not enough for
+        # mamba2, whose reruns still differed (docs/benchmarks.md, "Deterministic by default")
         os.environ.setdefault("TRITON_CACHE_AUTOTUNING", "1")
 
 
