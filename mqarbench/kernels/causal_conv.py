@@ -95,7 +95,7 @@ _FIXED_ORDER_PATH = "causal_conv1d.causal_conv1d_fn+" + (
 
 
 def conv_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
-    """The short causal conv taken on ``device``; with MQARBENCH_DETERMINISTIC=1 causal_conv1d's
+    """The short causal conv taken on ``device``; under deterministic training (the default) causal_conv1d's
     forward with a backward that sums in a fixed order (Triton's kernel, or torch ops without
     Triton)."""
     deterministic = deterministic_chosen()  # a bad value is reported on every device

@@ -207,7 +207,8 @@ def global_selection_inner_fn(xz, conv_weight, conv_bias, x_proj_weight, dt_proj
 
 def global_selection_inner_impl(device: torch.device) -> tuple[Callable | None, KernelChoice]:
     """The fused Global Selection mixer on ``device``, if its kernels are there. It calls
-    mamba_ssm's scan kernels, so MQARBENCH_SELECTIVE_SCAN=triton leaves it out."""
+    mamba_ssm's scan kernels, so our Triton scan (deterministic training, the default, or
+    MQARBENCH_SELECTIVE_SCAN=triton) leaves it out."""
     ready = selective_scan_cuda is not None and causal_conv1d_fn is not None
     if device.type == "cuda" and not use_reference() and ready and not triton_scan_chosen():
         return global_selection_inner_fn, KernelChoice(

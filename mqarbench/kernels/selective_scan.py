@@ -26,9 +26,9 @@ except Exception as err:  # noqa: BLE001 - any import failure means "no fast pat
 else:
     _MISSING = ""
 
-# MQARBENCH_SELECTIVE_SCAN picks the scan on CUDA: mamba_ssm's kernel (auto: the path of every
-# board run) or ours in Triton (deterministic; mamba_inner_fn holds mamba_ssm's scan, so a model
-# that would take it runs its unfused ops instead).
+# MQARBENCH_SELECTIVE_SCAN picks the scan on CUDA: mamba_ssm's kernel (the path of every board
+# run) or ours in Triton (deterministic; auto takes it under deterministic training, the default).
+# mamba_inner_fn holds mamba_ssm's scan, so a model that would take it runs its unfused ops instead.
 SCAN_PATHS = ("auto", "mamba_ssm", "triton")
 
 CHUNK = 8  # steps per chunk: work grows with CHUNK, Python overhead with L / CHUNK; 8 was fastest
@@ -150,7 +150,7 @@ def grouped_scan_impl(device: torch.device) -> tuple[Callable, KernelChoice]:
 def inner_impl(device: torch.device) -> tuple[Callable | None, KernelChoice]:
     """The fused Mamba block kernel (conv + projections + scan + gate) on ``device``, if any.
     It runs causal_conv1d's kernel inside, so it needs both libraries; it holds mamba_ssm's scan,
-    so MQARBENCH_SELECTIVE_SCAN=triton leaves it out."""
+    so our Triton scan (deterministic training, or MQARBENCH_SELECTIVE_SCAN=triton) leaves it out."""
     ready = mamba_inner_fn is not None and causal_conv1d_fn is not None
     triton_chosen = triton_scan_chosen()
     if device.type == "cuda" and not use_reference() and ready and not triton_chosen:
